@@ -164,5 +164,31 @@ def load_transactions(url: str, spec: DatasetSpec, before: pd.Timestamp | None =
     """
     df = to_canonical(_read_raw(url, spec), spec, url)
     if before is not None:
-        df = df[df[schema.TS] < pd.Timestamp(before).normalize()].reset_index(drop=True)
+        cut = pd.Timestamp(before).normalize()
+        kept = df[df[schema.TS] < cut].reset_index(drop=True)
+        if kept.empty:
+            # Say where the data is: "no trading days" alone hides that run_date is too early.
+            raise DataError(f"{url} has no rows before {cut.date()}: the data covers "
+                            f"{df[schema.DAY].min().date()} .. {df[schema.DAY].max().date()}")
+        df = kept
     return df
+
+
+def latest_day(url: str, spec: DatasetSpec) -> pd.Timestamp:
+    """The last day with data, reading only the timestamp column (cheap on parquet)."""
+    col = spec.columns[schema.TS]
+    try:
+        with fsspec.open(url, "rb", **_storage_options(url)) as f:
+            if spec.format == "parquet":
+                try:
+                    ts = pq.read_table(f, columns=[col]).column(col).to_pandas()
+                except Exception as exc:
+                    raise DataError(f"{url}: cannot read column {col!r} ({exc})") from None
+            else:
+                ts = pd.read_csv(f, usecols=[col])[col]
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {url}. {UCI_HINT}") from None
+    ts = pd.to_datetime(ts, errors="coerce").dropna()
+    if ts.empty:
+        raise DataError(f"{url} has no timestamps in column {col!r}")
+    return ts.max().normalize()

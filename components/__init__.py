@@ -1,0 +1,1 @@
+"""Thin KFP components: each moves data between artifacts and one library call."""

@@ -1,0 +1,1 @@
+"""KFP pipelines of quantrec: the daily training pipeline, local runs, compile, schedules."""

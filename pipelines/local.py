@@ -1,0 +1,60 @@
+"""Run a pipeline locally with KFP's SubprocessRunner (no cluster, no Docker).
+
+Each task runs as a subprocess of this interpreter, importing the installed project.
+Artifacts land under ``pipeline_root/<pipeline>-<timestamp>/<task>/<output>``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from kfp import local
+
+from quantrec.data.spec import repo_root
+
+DEFAULT_ROOT = repo_root() / "pipeline_root"
+
+
+@dataclass
+class LocalRun:
+    run_dir: Path | None
+    outputs: dict[str, Any]
+
+    def artifacts(self, suffix: str = "") -> list[Path]:
+        """Artifact files of the run (e.g. suffix='.html' for the reports)."""
+        if self.run_dir is None:
+            return []
+        return sorted(p for p in self.run_dir.rglob("*") if p.is_file() and p.name.endswith(suffix)
+                      and p.name != "executor_output.json")
+
+    def task_dirs(self) -> list[str]:
+        return sorted(p.name for p in self.run_dir.iterdir() if p.is_dir()) if self.run_dir else []
+
+
+def run_pipeline_locally(pipeline: Callable, arguments: dict[str, Any],
+                         pipeline_root: str | Path = DEFAULT_ROOT) -> LocalRun:
+    """Run ``pipeline(**arguments)`` with SubprocessRunner; raise if a task fails.
+
+    A validation that fails does not raise: the gate returns False and the gated
+    stages are skipped, which is a successful run that published nothing.
+    """
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in root.iterdir()}
+    # KFP leaves workspace folders in the temp dir: give it one we remove ourselves.
+    workspace = tempfile.mkdtemp(prefix="quantrec-kfp-workspace-")
+    try:
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
+                   workspace_root=workspace, raise_on_error=True)
+        task = pipeline(**arguments)
+        outputs = dict(getattr(task, "outputs", {}) or {})
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+    new = [p for p in root.iterdir() if p.is_dir() and p.name not in before]
+    run_dir = max(new, key=lambda p: p.stat().st_mtime) if new else None
+    return LocalRun(run_dir=run_dir, outputs=outputs)
