@@ -25,7 +25,6 @@ Tie conventions (decided here, stated in every report):
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -346,7 +345,8 @@ def regression_metrics(y: Any, pred: Any) -> dict[str, float]:
     y, pred = _pair(y, pred)
     out = _regression_core(y, pred)
     pos = y > 0
-    plus = _regression_core(y[pos], pred[pos])
+    # GMV labels are usually all positive: then "(+)" is the same computation, skip it
+    plus = dict(out) if pos.all() else _regression_core(y[pos], pred[pos])
     out.update({f"{k}(+)": v for k, v in plus.items()})
     return {k: out[k] for k in REGRESSION_METRICS}
 
