@@ -253,8 +253,10 @@ def fit_layer(x: np.ndarray, w: np.ndarray, k: int, criterion: str = "mean",
             # Every distinct value (and 0) gets its own centroid: exact, nothing to fit.
             return _pad(with_zero, k)
     if len(x) <= k:
-        return _pad(x.astype(np.float64), k)
-    if len(x) <= dp_max_unique:
+        c = _pad(x.astype(np.float64), k)
+        if not pin_zero:
+            return c
+    elif len(x) <= dp_max_unique:
         c = optimal_1d(x, w, k, criterion)
     else:
         starts = [weighted_quantile_init(x, w, k), kmeanspp_init(x, w, k, seed)]
