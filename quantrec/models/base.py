@@ -1,0 +1,204 @@
+"""Shared pieces of the neural models: the feature encoder, config (de)serialisation,
+frame -> tensor conversion, and the fit / predict / save / load plumbing.
+
+Model directory layout (every neural model): ``model.safetensors`` (weights),
+``config.json`` ({"model": name, "config": ..., "state": ...}), ``features.json``
+(the fitted ``FeaturePipeline``). Weights are loaded with safetensors only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from quantrec.data import schema
+from quantrec.models.features import FeaturePipeline, FeatureSpec
+from quantrec.training import checkpoints as ck
+from quantrec.training.trainer import Batch, StepContext, TrainConfig, TrainResult, set_seed, train
+
+
+# ---- configs ---------------------------------------------------------------------------
+def config_to_json(cfg: Any) -> dict[str, Any]:
+    """Dataclass (possibly with a nested TrainConfig ``train`` field) -> JSON dict."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_json(cls: type, d: dict[str, Any]) -> Any:
+    """Inverse of ``config_to_json``; unknown keys are ignored (forward compatible)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    kw = {k: v for k, v in d.items() if k in names}
+    if isinstance(kw.get("train"), dict):
+        kw["train"] = TrainConfig.from_json(kw["train"])
+    return cls(**kw)
+
+
+def task_spec(task: str, mode: str = "index", min_count: int = 2) -> FeatureSpec:
+    """Feature spec of a task ("gmv" | "ltv")."""
+    if task == "gmv":
+        return FeatureSpec.gmv(mode=mode, min_count=min_count)
+    if task == "ltv":
+        return FeatureSpec.ltv(mode=mode, min_count=min_count)
+    raise ValueError(f"unknown task {task!r} (gmv|ltv)")
+
+
+def label_column(task: str) -> str:
+    return schema.VALUE if task == "gmv" else schema.LTV_LABEL
+
+
+# ---- the shared encoder ----------------------------------------------------------------
+class FeatureEncoder(nn.Module):
+    """Categorical embeddings + numeric features -> two-layer MLP.
+
+    forward(num (B, F) float32, cat (B, C) int64) -> (B, out_dim).
+    Index 0 of every embedding table is the unknown / unseen id.
+    """
+
+    def __init__(self, n_numeric: int, cardinalities: list[int], emb_dim: int,
+                 hidden: int, out_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.embs = nn.ModuleList(nn.Embedding(c, emb_dim) for c in cardinalities)
+        d_in = n_numeric + emb_dim * len(cardinalities)
+        self.mlp = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(hidden, out_dim))
+
+    def forward(self, num: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        parts = [num] + [emb(cat[:, j]) for j, emb in enumerate(self.embs)]  # (B,F), (B,e)...
+        return self.mlp(torch.cat(parts, dim=1))  # (B, out_dim)
+
+
+# ---- base model ------------------------------------------------------------------------
+class NeuralModel:
+    """fit / predict / save / load for a torch model over the shared features.
+
+    Subclasses set ``name`` and ``config_cls`` and implement ``_prepare`` (fit-time
+    target state), ``_targets`` (frame -> extra training tensors), ``_build``,
+    ``_loss`` and ``_predict_tensor`` (value units, e.g. GMV).
+    """
+
+    name: ClassVar[str] = ""
+    config_cls: ClassVar[type] = object
+
+    def __init__(self, config: Any | None = None) -> None:
+        self.config = config if config is not None else self.config_cls()
+        self.features: FeaturePipeline | None = None
+        self.net: nn.Module | None = None
+        self.state: dict[str, Any] = {}
+        self.train_result: TrainResult | None = None
+
+    # -- hooks --
+    def _prepare(self, y_train: np.ndarray) -> None:
+        """Fit target-side state from the (n,) training labels (stored in self.state)."""
+
+    def _targets(self, y: np.ndarray) -> dict[str, torch.Tensor]:
+        return {}
+
+    def _build(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _loss(self, net: nn.Module, batch: Batch, ctx: StepContext):
+        raise NotImplementedError
+
+    def _predict_tensor(self, net: nn.Module, num: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _epoch_hook(self, epoch: int, epochs: int) -> dict[str, Any]:
+        return {}
+
+    # -- data --
+    @property
+    def label(self) -> str:
+        return label_column(self.config.task)
+
+    def tensors(self, frame: pd.DataFrame, with_targets: bool = True) -> Batch:
+        """frame -> {"num": (n,F), "cat": (n,C), "y": (n,) raw labels, **targets}."""
+        num, cat = self.features.transform(frame)
+        out: Batch = {"num": torch.from_numpy(num), "cat": torch.from_numpy(cat)}
+        if with_targets:
+            y = frame[self.label].to_numpy(dtype=np.float64)
+            out["y"] = torch.from_numpy(y.astype(np.float32))
+            out.update(self._targets(y))
+        return out
+
+    # -- public API --
+    def fit(self, frame_train: pd.DataFrame, frame_val: pd.DataFrame, config: Any | None = None,
+            out_dir: str | None = None, features: FeaturePipeline | None = None) -> TrainResult:
+        """Fit features (unless given) on ``frame_train``, train with early stopping on
+        the MAE of ``frame_val``; checkpoints go to ``out_dir`` (a temp dir if None; an
+        existing run there is resumed). Leaves the best weights loaded."""
+        if config is not None:
+            self.config = config
+        cfg = self.config
+        set_seed(cfg.train.seed)
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        self.features = features or FeaturePipeline(task_spec(cfg.task, cfg.cat_mode, cfg.min_count)).fit(frame_train)
+        self._prepare(frame_train[self.label].to_numpy(dtype=np.float64))
+        tr, va = self.tensors(frame_train), self.tensors(frame_val)
+        set_seed(cfg.train.seed)
+        self.net = self._build()
+        tmp = None
+        if out_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix=f"quantrec-{self.name}-")
+            out_dir = tmp.name
+        try:
+            self.train_result = train(self.net, self._loss, tr, va, cfg.train, out_dir,
+                                      eval_fn=self._val_mae, model_config=self._config_json(),
+                                      epoch_hook=self._epoch_hook)
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+        self.net.eval()
+        return self.train_result
+
+    def _val_mae(self, net: nn.Module, data: Batch) -> float:
+        pred = self._predict_batched(net, data["num"], data["cat"])
+        return float((pred - data["y"].double()).abs().mean())
+
+    @torch.no_grad()
+    def _predict_batched(self, net: nn.Module, num: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        was = net.training
+        net.eval()
+        bs = self.config.train.eval_batch_size
+        outs = [self._predict_tensor(net, num[i:i + bs], cat[i:i + bs]).double()
+                for i in range(0, num.shape[0], bs)]
+        net.train(was)
+        return torch.cat(outs) if outs else torch.zeros(0, dtype=torch.float64)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """(n,) float64 predicted value (GMV / LTV in currency units) for ``frame``."""
+        if self.net is None or self.features is None:
+            raise RuntimeError(f"{self.name}: call fit() or load() first")
+        d = self.tensors(frame, with_targets=False)
+        return self._predict_batched(self.net, d["num"], d["cat"]).numpy()
+
+    def _config_json(self) -> dict[str, Any]:
+        return {"model": self.name, "config": config_to_json(self.config), "state": self.state}
+
+    def save(self, path: str) -> None:
+        """Write model.safetensors + config.json + features.json under ``path`` (fsspec)."""
+        ck.save_state(ck.join(path, "model.safetensors"), self.net.state_dict())
+        ck.save_json(ck.join(path, "config.json"), self._config_json())
+        self.features.save(ck.join(path, "features.json"))
+
+    def _after_load(self, path: str) -> None:
+        """Hook for extra artefacts (e.g. the codebook)."""
+
+    @classmethod
+    def load(cls, path: str) -> "NeuralModel":
+        meta = ck.load_json(ck.join(path, "config.json"))
+        if meta.get("model") != cls.name:
+            raise ValueError(f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}")
+        m = cls(config_from_json(cls.config_cls, meta["config"]))
+        m.state = meta["state"]
+        m.features = FeaturePipeline.load(ck.join(path, "features.json"))
+        m._after_load(path)
+        m.net = m._build()
+        m.net.load_state_dict(ck.load_state(ck.join(path, "model.safetensors")))
+        m.net.eval()
+        return m

@@ -1,0 +1,401 @@
+"""RQ-Reg: residual-quantization sequence regression (seeds/000, sections 3.3-3.5).
+
+Target space. The model works on z = s * t(min(y, clip)) where t is ``log1p`` or the
+identity (config ``target``), ``clip`` the ``clip_quantile`` of the training labels and
+s = ``target_max`` / t(clip) (the authors' labels live in [0, 6]; ``target_max`` = 6).
+An ``RQCodebook`` (L layers x K codes) is fitted on z of the training rows (or handed
+in), and every training row gets codes c_1..c_L, per-layer centroid values q_1..q_L and
+the quantization error q_{L+1} = z - sum(q_l).
+
+Vocabulary: 0 = PAD, 1 = BOS, token(l, c) = 2 + l * K + c; V = 2 + L * K.
+
+Network (B = batch, E = code_emb_dim, d = d_model, V = vocab):
+    h0 = encoder(num, cat)                      feature MLP -> initial state
+    step t = 1..L: input embedding u_t (E)      BOS at t = 1; else ground-truth code
+                                                embedding or, with the scheduled-sampling
+                                                probability p, the soft embedding e_{t-1}
+        o_t = backbone(u_t, state)              (B, d)   LSTM | RNN | Transformer
+        logits_t = predictor(o_t)               (B, V)
+        r_t = regressor(logits_t)               (B,)     value of layer t's code
+        e_t = softmax(logits_t) @ Emb           (B, E)   soft code embedding
+    r_{L+1} = error_regressor(e_L)              (B,)     leftover quantization error
+    z_hat = sum_t r_t  ->  y_hat = t^-1(z_hat / s)
+
+Loss = [NLL(codes)] + lambda1 * Huber(cumulative r, cumulative q; delta)
+       + lambda2 * RnC(concat(e_1..e_L), z; temperature)   (vectorised, O(B^2 log B))
+
+Ablation switches: ``use_nll``, ``use_rnc``, ``use_regressor`` (False: r_t = the
+expected centroid value under softmax(logits_t), no error regressor), ``schedule``
+("authors" | "paper" | "always_tf" | "never_tf"), ``backbone`` ("lstm" | "rnn" |
+"transformer"). Inference is fully autoregressive on the soft embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quantrec.models.base import FeatureEncoder, NeuralModel
+from quantrec.training import checkpoints as ck
+from quantrec.training.schedules import sampling_prob
+from quantrec.training.trainer import Batch, StepContext, TrainConfig
+
+PAD, BOS, N_SPECIAL = 0, 1, 2
+
+
+# ---- Rank-N-Contrast ---------------------------------------------------------------------
+def _pairwise_logits(features: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, D) -> (B, B) similarity = -L2 distance / temperature, row-max subtracted."""
+    sq = (features * features).sum(1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * features @ features.T).clamp(min=1e-12)  # (B, B)
+    logits = -d2.sqrt() / temperature
+    return logits - logits.max(dim=1, keepdim=True).values.detach()
+
+
+def rnc_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """Rank-N-Contrast loss, vectorised (no Python loop over the batch).
+
+    features: (B, D); labels: (B,) or (B, k) (L1 label distance). For anchor i and
+    positive j != i the negatives are {k != i : |y_i - y_k| >= |y_i - y_j|} (j included);
+    loss = -mean_{i != j} [s_ij - log sum_{k in neg(i,j)} exp(s_ik)].
+    Per anchor the labels are sorted by distance once; the denominator of every
+    positive is a suffix sum found by ``searchsorted`` (ties included exactly).
+    """
+    n = features.shape[0]
+    if n < 2:
+        return features.sum() * 0.0
+    lab = labels.reshape(n, -1).float()
+    dist = (lab[:, None, :] - lab[None, :, :]).abs().sum(-1)         # (B, B) label distance
+    logits = _pairwise_logits(features, temperature)                  # (B, B)
+    eye = torch.eye(n, dtype=torch.bool, device=features.device)
+    exp = logits.exp().masked_fill(eye, 0.0)                          # self never a negative
+    dist = dist.masked_fill(eye, -1.0)                                # self sorts first
+    sdist, order = dist.sort(dim=1)                                   # (B, B) ascending
+    sexp = exp.gather(1, order)
+    suffix = sexp.flip(1).cumsum(1).flip(1)                           # sum_{m' >= m}
+    first = torch.searchsorted(sdist.contiguous(), dist.contiguous(), side="left")  # (B, B)
+    denom = suffix.gather(1, first)                                   # (B, B)
+    log_prob = logits - denom.clamp(min=1e-30).log()
+    return -(log_prob.masked_fill(eye, 0.0)).sum() / (n * (n - 1))
+
+
+def rnc_loss_loop(features: torch.Tensor, labels: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """Reference implementation: explicit Python loop over anchors (for tests / timing)."""
+    n = features.shape[0]
+    lab = labels.reshape(n, -1).float()
+    logits = _pairwise_logits(features, temperature)
+    total = features.sum() * 0.0
+    for i in range(n):
+        others = [k for k in range(n) if k != i]
+        d = (lab[i][None, :] - lab[others]).abs().sum(-1)            # (B-1,)
+        li = logits[i, others]                                        # (B-1,)
+        ei = li.exp()
+        for jj in range(n - 1):
+            neg = d >= d[jj]
+            total = total - (li[jj] - torch.log((ei * neg).sum()))
+    return total / (n * (n - 1))
+
+
+# ---- config ------------------------------------------------------------------------------
+@dataclass
+class RQRegConfig:
+    """RQ-Reg hyper-parameters. ``small()`` is the daily default, ``paper()`` the authors'."""
+
+    task: str = "gmv"
+    cat_mode: str = "index"
+    min_count: int = 2
+    # target / codebook
+    target: str = "log1p"            # "log1p" | "raw": transform the codebook is fitted on
+    clip_quantile: float = 0.999     # labels clipped here before the codebook / loss
+    target_max: float = 6.0          # z-scale: clipped target maps to [0, target_max]
+    layers: int = 3                  # L
+    codebook_size: int = 48          # K
+    quantizer: str = "rq"            # "rq" | "kmeans" (flat, L*K codes) | "dynamic_quantile"
+    first_layer: str = "kmeans"      # "kmeans" | "kmedians" (RQ layer 1)
+    finish_below: float = 5e-3       # z units
+    # network
+    backbone: str = "lstm"           # "lstm" | "rnn" | "transformer"
+    d_model: int = 64
+    code_emb_dim: int = 16
+    feat_emb_dim: int = 16
+    rnn_layers: int = 1
+    n_heads: int = 4                 # transformer backbone only
+    dropout: float = 0.1
+    layer_mask: bool = False         # restrict step t's softmax to layer t's codes
+    # loss
+    lambda1: float = 1.0
+    lambda2: float = 0.1
+    huber_delta: float = 10.0        # z units (authors: 10 on labels in [0, 6])
+    rnc_temperature: float = 2.0
+    use_nll: bool = True
+    use_rnc: bool = True
+    use_regressor: bool = True
+    # scheduled sampling
+    schedule: str = "authors"        # "authors" | "paper" | "always_tf" | "never_tf"
+    tau: float = 5.0
+    pivot: float = 0.2
+    ss_k: float = 5.0
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=512, lr=2e-3))
+
+    @classmethod
+    def small(cls, **kw: Any) -> "RQRegConfig":
+        """Daily default: d_model 64, a few epochs (minutes on 2 cores)."""
+        return cls(**kw)
+
+    @classmethod
+    def paper(cls, **kw: Any) -> "RQRegConfig":
+        """The authors' size: d_model 512, code emb 64, dropout 0.1, lambda1 1, lambda2
+        0.1, delta 10 on the [0, 6] z-scale, AdamW 5e-4, batch 256, 50 epochs, L=3 K=48."""
+        kw.setdefault("train", TrainConfig(epochs=50, batch_size=256, lr=5e-4, patience=5))
+        return cls(d_model=512, code_emb_dim=64, feat_emb_dim=64, dropout=0.1, lambda1=1.0,
+                   lambda2=0.1, huber_delta=10.0, layers=3, codebook_size=48, **kw)
+
+
+# ---- network -----------------------------------------------------------------------------
+class RQRegNet(nn.Module):
+    """See the module docstring. ``vocab_values`` (V,) holds each token's centroid (z units)."""
+
+    def __init__(self, n_numeric: int, cardinalities: list[int], cfg: RQRegConfig,
+                 vocab_values: torch.Tensor, steps: int, layer_mask: torch.Tensor | None = None) -> None:
+        """vocab_values (V,): value of every token (specials 0); steps: T decoding steps
+        (L for an RQ codebook); layer_mask (T, V) additive 0/-inf mask or None."""
+        super().__init__()
+        self.cfg = cfg
+        L, d, E = steps, cfg.d_model, cfg.code_emb_dim
+        self.L, self.V = L, int(vocab_values.shape[0])
+        self.register_buffer("vocab_values", vocab_values.float())              # (V,)
+        self.use_mask = layer_mask is not None
+        self.register_buffer("layer_mask", layer_mask if layer_mask is not None else torch.zeros(L, self.V))
+        n_state = {"lstm": 2 * cfg.rnn_layers, "rnn": cfg.rnn_layers, "transformer": 1}[cfg.backbone]
+        self.encoder = FeatureEncoder(n_numeric, cardinalities, cfg.feat_emb_dim, 2 * d,
+                                      n_state * d, cfg.dropout)
+        self.code_emb = nn.Embedding(self.V, E)
+        if cfg.backbone == "lstm":
+            self.rnn = nn.LSTM(E, d, cfg.rnn_layers, batch_first=True)
+        elif cfg.backbone == "rnn":
+            self.rnn = nn.RNN(E, d, cfg.rnn_layers, batch_first=True)
+        elif cfg.backbone == "transformer":
+            self.in_proj = nn.Linear(E, d)
+            self.pos = nn.Parameter(torch.zeros(L + 1, d))
+            layer = nn.TransformerEncoderLayer(d, cfg.n_heads, 2 * d, cfg.dropout, batch_first=True)
+            self.rnn = nn.TransformerEncoder(layer, cfg.rnn_layers, enable_nested_tensor=False)
+        else:
+            raise ValueError(f"unknown backbone {cfg.backbone!r}")
+        self.drop = nn.Dropout(cfg.dropout)
+        self.predictor = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, self.V))
+        self.regressor = nn.Sequential(nn.Linear(self.V, d), nn.ReLU(), nn.Linear(d, 1))
+        self.error_regressor = nn.Sequential(nn.Linear(E, d), nn.ReLU(), nn.Linear(d, 1))
+
+    # -- backbone state --
+    def _init_state(self, h: torch.Tensor) -> Any:
+        """Encoder output (B, n_state * d) -> backbone state."""
+        B, d, nl = h.shape[0], self.cfg.d_model, self.cfg.rnn_layers
+        if self.cfg.backbone == "lstm":
+            hc = h.reshape(B, 2, nl, d).permute(1, 2, 0, 3)                     # (2, nl, B, d)
+            return (hc[0].contiguous(), hc[1].contiguous())
+        if self.cfg.backbone == "rnn":
+            return h.reshape(B, nl, d).permute(1, 0, 2).contiguous()            # (nl, B, d)
+        return [h[:, None, :] + self.pos[0]]                                    # list of (B,1,d)
+
+    def _step(self, u: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """u (B, E) -> output (B, d), new state."""
+        if self.cfg.backbone in ("lstm", "rnn"):
+            out, state = self.rnn(u[:, None, :], state)                         # (B, 1, d)
+            return out[:, 0], state
+        t = len(state)
+        seq = state + [(self.in_proj(u) + self.pos[t])[:, None, :]]
+        x = torch.cat(seq, dim=1)                                               # (B, t+1, d)
+        causal = nn.Transformer.generate_square_subsequent_mask(t + 1, device=x.device)
+        out = self.rnn(x, mask=causal, is_causal=True)                          # (B, t+1, d)
+        return out[:, -1], seq
+
+    def forward(self, num: torch.Tensor, cat: torch.Tensor, tokens_in: torch.Tensor | None = None,
+                sample: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """num (B,F), cat (B,C); tokens_in (B, L) ground-truth inputs [BOS, tok_1..tok_{L-1}]
+        (None = fully autoregressive inference); sample (L,) bool: feed the soft embedding
+        at step t (t >= 1) instead of the ground truth.
+
+        Returns logits (B, L, V) (layer-masked if configured), steps (B, L+1) per-step
+        values r_t (last = error term; 0 without regressor), z_hat (B,), soft (B, L, E).
+        """
+        B = num.shape[0]
+        state = self._init_state(self.encoder(num, cat))
+        u = self.code_emb(torch.full((B,), BOS, dtype=torch.long, device=num.device))  # (B, E)
+        logits_all, steps, softs = [], [], []
+        for t in range(self.L):
+            if t > 0:
+                if tokens_in is None or bool(sample[t]):
+                    u = softs[-1]                                               # soft e_{t-1}
+                else:
+                    u = self.code_emb(tokens_in[:, t])                          # ground truth
+            o, state = self._step(u, state)
+            logits = self.predictor(self.drop(o))                               # (B, V)
+            if self.use_mask:
+                logits = logits + self.layer_mask[t]
+            prob = logits.softmax(-1)                                           # (B, V)
+            if self.cfg.use_regressor:
+                reg_in = logits.masked_fill(torch.isinf(logits), 0.0) if self.use_mask else logits
+                steps.append(self.regressor(reg_in)[:, 0])                      # (B,)
+            else:
+                steps.append(prob @ self.vocab_values)                          # expectation
+            softs.append(prob @ self.code_emb.weight)                           # (B, E)
+            logits_all.append(logits)
+        if self.cfg.use_regressor:
+            steps.append(self.error_regressor(softs[-1])[:, 0])
+        else:
+            steps.append(torch.zeros(B, device=num.device))
+        steps_t = torch.stack(steps, 1)                                         # (B, L+1)
+        return {"logits": torch.stack(logits_all, 1), "steps": steps_t,
+                "z_hat": steps_t.sum(1), "soft": torch.stack(softs, 1)}
+
+
+# ---- model wrapper -----------------------------------------------------------------------
+class RQRegModel(NeuralModel):
+    """fit / predict / save / load; the codebook is saved as ``<dir>/codebook.json``.
+
+    ``codebook``: a fitted quantizer in z units (e.g. from the pipeline's fit_codebook
+    stage, fitted on ``model.to_z(train_labels)``); None = fit one on the training rows.
+    """
+
+    name = "rqreg"
+    config_cls = RQRegConfig
+
+    def __init__(self, config: RQRegConfig | None = None, codebook: Any | None = None) -> None:
+        super().__init__(config)
+        self.codebook = codebook
+
+    # -- target transform --
+    def _t(self, y: np.ndarray) -> np.ndarray:
+        return np.log1p(y) if self.config.target == "log1p" else y
+
+    def to_z(self, y: np.ndarray) -> np.ndarray:
+        """(n,) raw labels -> (n,) z (clipped, transformed, scaled)."""
+        y = np.clip(np.asarray(y, dtype=np.float64), 0.0, self.state["clip"])
+        return self._t(y) * self.state["scale"]
+
+    def from_z(self, z: torch.Tensor) -> torch.Tensor:
+        """(n,) z -> (n,) raw-unit values (>= 0)."""
+        v = z.double().clamp(min=0.0) / self.state["scale"]
+        if self.config.target == "log1p":
+            v = torch.expm1(v.clamp(max=30.0))
+        return v
+
+    def _prepare(self, y_train: np.ndarray) -> None:
+        cfg = self.config
+        if cfg.target not in ("log1p", "raw"):
+            raise ValueError(f"unknown target {cfg.target!r} (log1p|raw)")
+        clip = float(np.quantile(np.clip(y_train, 0, None), cfg.clip_quantile))
+        t_clip = float(self._t(np.array([clip]))[0])
+        self.state = {"clip": clip, "scale": cfg.target_max / max(t_clip, 1e-12)}
+        if self.codebook is None:
+            from quantrec.codebook import fit_codebook
+            self.codebook = fit_codebook(self.to_z(y_train), method=cfg.quantizer, layers=cfg.layers,
+                                         size=cfg.codebook_size, first_layer=cfg.first_layer,
+                                         finish_below=cfg.finish_below, seed=cfg.train.seed)
+        self.state["quantizer"] = self.codebook.method
+
+    # -- token view of any codebook --
+    @property
+    def _is_rq(self) -> bool:
+        return not hasattr(self.codebook, "token_values")   # RQCodebook (incl. flat K-means)
+
+    def _vocab_values(self) -> torch.Tensor:
+        """(V,) z-value of every token id."""
+        if self._is_rq:
+            vals = [np.zeros(N_SPECIAL)] + [np.asarray(c, dtype=np.float64) for c in self.codebook.centroids]
+            return torch.from_numpy(np.concatenate(vals).astype(np.float32))
+        return torch.from_numpy(np.asarray(self.codebook.token_values, dtype=np.float32))
+
+    @property
+    def steps(self) -> int:
+        """Decoding steps T: L for RQ; content positions + EOS for a dynamic-quantile book."""
+        return self.codebook.layers if self._is_rq else self.codebook.layers + 1
+
+    def _layer_mask(self) -> torch.Tensor | None:
+        if not (self._is_rq and self.config.layer_mask):
+            return None
+        L, K = self.codebook.layers, self.codebook.size
+        mask = torch.full((L, N_SPECIAL + L * K), float("-inf"))
+        for t in range(L):
+            mask[t, N_SPECIAL + t * K:N_SPECIAL + (t + 1) * K] = 0.0
+        return mask
+
+    def _targets(self, y: np.ndarray) -> dict[str, torch.Tensor]:
+        """tok (n, T) target ids, tok_in (n, T) input ids (BOS first), q (n, T+1) per-step
+        values with the leftover quantization error last, z (n,)."""
+        z = self.to_z(y)
+        if self._is_rq:
+            L, K = self.codebook.layers, self.codebook.size
+            codes = np.asarray(self.codebook.encode(z), dtype=np.int64)          # (n, L)
+            tok = N_SPECIAL + np.arange(L)[None, :] * K + codes                 # (n, L)
+            tok_in = np.concatenate([np.full((len(z), 1), BOS), tok[:, :-1]], 1)
+        else:  # dynamic quantile: SOS(=BOS=1), tokens, EOS, PAD(=0, ignored by the NLL)
+            ids = np.asarray(self.codebook.encode(z), dtype=np.int64)          # (n, T+1)
+            tok_in, tok = ids[:, :-1], ids[:, 1:]
+        vv = self._vocab_values().numpy().astype(np.float64)
+        q = vv[tok]                                                             # (n, T)
+        q = np.concatenate([q, (z - q.sum(1))[:, None]], 1)                     # (n, T+1)
+        return {"z": torch.from_numpy(z.astype(np.float32)),
+                "tok": torch.from_numpy(tok), "tok_in": torch.from_numpy(tok_in),
+                "q": torch.from_numpy(q.astype(np.float32))}
+
+    def _build(self) -> nn.Module:
+        return RQRegNet(self.features.n_numeric, self.features.cardinalities, self.config,
+                        self._vocab_values(), self.steps, self._layer_mask())
+
+    def _epoch_hook(self, epoch: int, epochs: int) -> dict[str, Any]:
+        c = self.config
+        return {"sampling_prob": sampling_prob(c.schedule, epoch, epochs, c.tau, c.pivot, c.ss_k)}
+
+    def _loss(self, net: nn.Module, batch: Batch, ctx: StepContext):
+        cfg = self.config
+        p = ctx.extra.get("sampling_prob", 0.0)
+        # one coin per step for the whole (global) batch, as the authors; same on all ranks
+        sample = torch.rand(self.steps, generator=ctx.generator) < p
+        out = net(batch["num"], batch["cat"], batch["tok_in"], sample)
+        steps, q = out["steps"], batch["q"]                                     # (B, L+1)
+        # cumulative Huber: step t learns the residual given the (detached) earlier steps
+        prev = torch.cumsum(steps.detach(), 1) - steps.detach()
+        huber = F.huber_loss(prev + steps, torch.cumsum(q, 1), delta=cfg.huber_delta)
+        loss = cfg.lambda1 * huber
+        parts = {"huber": float(huber.detach())}
+        if cfg.use_nll:
+            nll = F.cross_entropy(out["logits"].reshape(-1, net_v(net)), batch["tok"].reshape(-1),
+                                  ignore_index=PAD)
+            loss = loss + nll
+            parts["nll"] = float(nll.detach())
+        if cfg.use_rnc and cfg.lambda2 > 0:
+            feats = out["soft"].reshape(out["soft"].shape[0], -1)                # (B, L*E)
+            rnc = rnc_loss(feats, batch["z"], cfg.rnc_temperature)
+            loss = loss + cfg.lambda2 * rnc
+            parts["rnc"] = float(rnc.detach())
+        return loss, parts
+
+    def _predict_tensor(self, net, num, cat) -> torch.Tensor:
+        return self.from_z(net(num, cat)["z_hat"])
+
+    def predict_steps(self, frame) -> np.ndarray:
+        """(n, L+1) per-step contributions in z units (diagnostics: coarse-to-fine)."""
+        d = self.tensors(frame, with_targets=False)
+        with torch.no_grad():
+            self.net.eval()
+            return self.net(d["num"], d["cat"])["steps"].numpy()
+
+    def save(self, path: str) -> None:
+        super().save(path)
+        self.codebook.save(ck.join(path, "codebook.json"))
+
+    def _after_load(self, path: str) -> None:
+        from quantrec.codebook import load_codebook
+        self.codebook = load_codebook(ck.join(path, "codebook.json"))
+
+
+def net_v(net: nn.Module) -> int:
+    """Vocabulary size of a (possibly DDP-wrapped) RQRegNet."""
+    return (net.module if hasattr(net, "module") else net).V
