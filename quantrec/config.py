@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantrec.data.tasks import TaskConfig
-
-SECTIONS = ("tasks",)
+from quantrec.dataclass_io import build_dataclass
 
 
 @dataclass(frozen=True)
@@ -21,14 +20,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "RunConfig":
-        raw = dict(raw or {})
-        unknown = set(raw) - set(SECTIONS)
-        if unknown:
-            raise ValueError(f"unknown config section(s) {sorted(unknown)}; known: {list(SECTIONS)}")
-        try:
-            return cls(tasks=TaskConfig.from_dict(raw.get("tasks")))
-        except TypeError as exc:
-            raise ValueError(f"bad config: {exc}") from None
+        return build_dataclass(cls, raw)
 
     def to_dict(self) -> dict[str, Any]:
         return {"tasks": self.tasks.to_dict()}

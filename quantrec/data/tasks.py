@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from quantrec.data import schema as S
+from quantrec.dataclass_io import build_dataclass
 from quantrec.data.clean import CleaningReport, clean_transactions
 from quantrec.data.features import history_features
 from quantrec.data.load import load_transactions
@@ -55,9 +56,7 @@ class TaskConfig:
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "TaskConfig":
-        raw = dict(raw or {})
-        win = WindowConfig(**raw.pop("windows", {}))
-        return cls(windows=win, **raw)
+        return build_dataclass(cls, raw)
 
     def to_dict(self) -> dict:
         return asdict(self)

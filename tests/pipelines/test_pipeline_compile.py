@@ -1,0 +1,54 @@
+"""Compile checks: the checked-in YAML is current, and the library never imports kfp."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipelines.compile import COMPILED_DIR, PIPELINES, compile_all
+from quantrec.data.spec import repo_root
+
+
+def test_checked_in_yaml_is_not_stale(tmp_path):
+    fresh = compile_all(tmp_path)
+    for path in fresh:
+        checked_in = COMPILED_DIR / path.name
+        assert checked_in.exists(), f"{checked_in} missing: run `quantrec compile`"
+        assert path.read_text() == checked_in.read_text(), (
+            f"{checked_in} is stale: run `quantrec compile` and commit it")
+    assert {p.name for p in fresh} == set(PIPELINES)
+
+
+def test_compiled_pipeline_declares_parameters_image_and_gate():
+    spec = yaml.safe_load((COMPILED_DIR / "daily.yaml").read_text())
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert {"run_date", "data", "spec", "config"} <= set(params)
+    from components._image import IMAGE
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {IMAGE} and IMAGE.endswith(":" + __import__("quantrec").__version__)
+    # the stages after validation sit under a condition on the gate's output
+    conds = [t.get("triggerPolicy", {}).get("condition", "") for t in spec["root"]["dag"]["tasks"].values()]
+    assert any("validate-data" in c and "Output" in c for c in conds)
+
+
+def test_library_never_imports_kfp():
+    root = repo_root() / "quantrec"
+    offenders = [str(p) for p in root.rglob("*.py") if "import kfp" in p.read_text()
+                 or "from kfp" in p.read_text()]
+    assert offenders == []
+    code = ("import sys, pkgutil, importlib, quantrec\n"
+            "for m in pkgutil.walk_packages(quantrec.__path__, 'quantrec.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "bad = [m for m in sys.modules if m == 'kfp' or m.startswith('kfp.')]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_dockerfile_installs_every_package_the_components_import():
+    text = (repo_root() / "images" / "Dockerfile").read_text()
+    assert "torch==2.13.0" in text and "pip install ." in text
+    for pkg in ("quantrec", "validation", "components", "pipelines"):
+        assert f"COPY {pkg} ./{pkg}" in text

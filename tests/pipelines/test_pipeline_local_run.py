@@ -1,0 +1,35 @@
+"""The daily pipeline run locally (KFP SubprocessRunner) on a slice of the real data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SLICE_CONFIG, SLICE_RUN_DATE
+from pipelines.daily import daily_pipeline
+from pipelines.local import run_pipeline_locally
+
+
+@pytest.fixture(scope="module")
+def passing_run(tmp_path_factory, real_slice):
+    root = tmp_path_factory.mktemp("root")
+    return run_pipeline_locally(daily_pipeline, {"run_date": SLICE_RUN_DATE, "data": real_slice,
+                                                 "spec": "", "config": SLICE_CONFIG}, pipeline_root=root)
+
+
+def test_passing_validation_runs_the_gated_stages(passing_run):
+    assert "validate-data" in passing_run.task_dirs()
+    assert "build-tasks" in passing_run.task_dirs()
+    names = {p.name for p in passing_run.artifacts()}
+    assert {"gmv", "purchase", "replay", "ltv", "events"} <= names
+
+
+def test_failing_validation_publishes_nothing(tmp_path, real_slice):
+    run = run_pipeline_locally(daily_pipeline, {"run_date": "2011-08-01", "data": real_slice,
+                                                "spec": "", "config": SLICE_CONFIG}, pipeline_root=tmp_path)
+    assert run.task_dirs() == ["validate-data"]
+    result = json.loads(next(p for p in run.artifacts() if p.parent.name == "validate-data"
+                             and p.name == "result").read_text())
+    assert result["passed"] is False
+    assert run.artifacts(".html") == [] or all("validate-data" in str(p) for p in run.artifacts(".html"))
