@@ -19,7 +19,7 @@ from quantrec.codebook import cluster1d
 from quantrec.codebook.rq import FORMAT, RQCodebook, validate_values
 
 
-def fit_flat_kmeans(values: Any, layers: int = 3, size: int = 48, finish_below: float = 5e-3,
+def fit_flat_kmeans(values: Any, layers: int = 3, size: int = 48, finish_below: float = 1e-4,
                     seed: int = 0, allow_negative: bool = False,
                     dp_max_unique: int = 20_000) -> RQCodebook:
     """One-layer K-means with ``layers * size`` centroids (same vocabulary as RQ L x K)."""

@@ -263,10 +263,15 @@ def fit_layer(x: np.ndarray, w: np.ndarray, k: int, criterion: str = "mean",
         fits = [lloyd_1d(x, w, s, criterion) for s in starts]
         c = min(fits, key=lambda cc: objective(x, w, cc, criterion))
     if pin_zero:
-        c = c.copy()
-        c[int(np.argmin(np.abs(c)))] = 0.0
-        c = np.sort(c)
-        c = lloyd_1d(x, w, c, criterion, pinned=int(np.searchsorted(c, 0.0)))
+        # Two starts for the pinned fit, keep the better: the k-cluster optimum with its
+        # centroid nearest 0 snapped to 0, and the (k-1)-cluster optimum plus 0.
+        snapped = c.copy()
+        snapped[int(np.argmin(np.abs(snapped)))] = 0.0
+        starts = [np.sort(snapped)]
+        if len(x) > k - 1 and len(x) <= dp_max_unique and k > 2:
+            starts.append(np.sort(np.concatenate([optimal_1d(x, w, k - 1, criterion), [0.0]])))
+        fits = [lloyd_1d(x, w, s0, criterion, pinned=int(np.searchsorted(s0, 0.0))) for s0 in starts]
+        c = min(fits, key=lambda cc: objective(x, w, cc, criterion))
     return c
 
 
