@@ -81,9 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nrun folder: {run.run_dir}")
     print(f"stages run: {', '.join(tasks)}")
     print("validation: " + ("passed" if passed else "FAILED: nothing was published (see the report)"))
-    print("reports:")
-    for path in run.artifacts(".html") + [p for p in run.artifacts() if p.parent.name in ("report", "result")
-                                           and not p.name.endswith(".html")]:
+    print("reports (HTML, open in a browser):")
+    for path in run.reports():
         print(f"  {path}")
     return 0 if passed else 1
 

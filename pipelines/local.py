@@ -32,6 +32,17 @@ class LocalRun:
         return sorted(p for p in self.run_dir.rglob("*") if p.is_file() and p.name.endswith(suffix)
                       and p.name != "executor_output.json")
 
+    def reports(self) -> list[Path]:
+        """The HTML reports of the run (KFP names artifact files after the output, without
+        an extension, so they are recognised by their content)."""
+        out = []
+        for p in self.artifacts():
+            with open(p, "rb") as f:
+                head = f.read(64).lstrip().lower()
+            if head.startswith(b"<!doctype html") or head.startswith(b"<html"):
+                out.append(p)
+        return out
+
     def task_dirs(self) -> list[str]:
         return sorted(p.name for p in self.run_dir.iterdir() if p.is_dir()) if self.run_dir else []
 

@@ -23,6 +23,7 @@ def test_passing_validation_runs_the_gated_stages(passing_run):
     assert "build-tasks" in passing_run.task_dirs()
     names = {p.name for p in passing_run.artifacts()}
     assert {"gmv", "purchase", "replay", "ltv", "events"} <= names
+    assert any(p.parent.name == "validate-data" for p in passing_run.reports())
 
 
 def test_failing_validation_publishes_nothing(tmp_path, real_slice):
@@ -32,4 +33,6 @@ def test_failing_validation_publishes_nothing(tmp_path, real_slice):
     result = json.loads(next(p for p in run.artifacts() if p.parent.name == "validate-data"
                              and p.name == "result").read_text())
     assert result["passed"] is False
-    assert run.artifacts(".html") == [] or all("validate-data" in str(p) for p in run.artifacts(".html"))
+    reports = run.reports()
+    assert len(reports) == 1 and reports[0].parent.name == "validate-data"
+    assert "fresh" in reports[0].read_text().lower()
