@@ -58,8 +58,8 @@ class ValidationResult:
 
     def summary(self) -> dict[str, Any]:
         return {"verdict": "PASSED" if self.passed else "FAILED", "passed": self.passed,
-                "run_date": self.run_date, "checks": len(self.checks),
-                "failed": len(self.failed), "succeeded": len(self.checks) - len(self.failed),
+                "run_date": self.run_date, "checks_total": len(self.checks),
+                "checks_failed": len(self.failed), "checks_passed": len(self.checks) - len(self.failed),
                 "failed_expectations": [f"{c.suite}: {c.expectation}" + (f" ({c.column})" if c.column else "")
                                         for c in self.failed],
                 "data": self.data_url, "spec": self.spec_name, "error": self.error,

@@ -71,18 +71,19 @@ def _no_env_overrides(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def raw() -> pd.DataFrame:
+    """Shared by all tests: copy before mutating (``raw.copy()`` / ``assign``)."""
     return synthetic_raw()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_date() -> str:
     """The day after the synthetic data's last day: a fresh daily run."""
     return RUN_DATE
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def last_day() -> pd.Timestamp:
     return LAST_DAY
 
