@@ -64,8 +64,9 @@ def rnc_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 
     features: (B, D); labels: (B,) or (B, k) (L1 label distance). For anchor i and
     positive j != i the negatives are {k != i : |y_i - y_k| >= |y_i - y_j|} (j included);
     loss = -mean_{i != j} [s_ij - log sum_{k in neg(i,j)} exp(s_ik)].
-    Per anchor the labels are sorted by distance once; the denominator of every
-    positive is a suffix sum found by ``searchsorted`` (ties included exactly).
+    Per anchor the other samples are sorted by label distance once; the denominator
+    of every positive is the suffix sum of exp-similarities from the first sorted
+    position of its tie group (ties included exactly), so the cost is one (B, B) sort.
     """
     n = features.shape[0]
     if n < 2:
@@ -79,10 +80,15 @@ def rnc_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 
     sdist, order = dist.sort(dim=1)                                   # (B, B) ascending
     sexp = exp.gather(1, order)
     suffix = sexp.flip(1).cumsum(1).flip(1)                           # sum_{m' >= m}
-    first = torch.searchsorted(sdist.contiguous(), dist.contiguous(), side="left")  # (B, B)
-    denom = suffix.gather(1, first)                                   # (B, B)
-    log_prob = logits - denom.clamp(min=1e-30).log()
-    return -(log_prob.masked_fill(eye, 0.0)).sum() / (n * (n - 1))
+    # first sorted position of each tie group: running max of the group-start indices
+    pos = torch.arange(n, device=features.device).expand(n, n)
+    new_group = torch.ones_like(sdist, dtype=torch.bool)
+    new_group[:, 1:] = sdist[:, 1:] != sdist[:, :-1]
+    first = torch.where(new_group, pos, torch.zeros_like(pos)).cummax(dim=1).values  # (B, B)
+    denom = suffix.gather(1, first)                                   # (B, B) sorted order
+    log_prob = logits.gather(1, order) - denom.clamp(min=1e-30).log()
+    # sorted position 0 of every row is the anchor itself (distance -1): not a positive
+    return -log_prob[:, 1:].sum() / (n * (n - 1))
 
 
 def rnc_loss_loop(features: torch.Tensor, labels: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:

@@ -54,7 +54,7 @@ def test_fit_predict_save_load_roundtrip(tmp_path, gmv_frames):
 
 
 def test_learns_better_than_constant():
-    from conftest import make_gmv_frame
+    from models_synth import make_gmv_frame
     df = make_gmv_frame(1500, seed=1)
     tr, va, ev = (df[df.split == s] for s in ("train", "val", "eval"))
     cfg = _tiny(layers=3, codebook_size=16, d_model=32)

@@ -1,0 +1,47 @@
+"""Synthetic GMV / LTV task frames following quantrec.data.schema (no real data needed).
+Shared by tests/models and tests/training (imported by file path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from quantrec.data import schema
+
+
+def make_gmv_frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    """Rows with every schema column; gmv depends on the item price, the user's typical
+    quantity and the item id, so a model can learn it. ~20% NaN history features."""
+    rng = np.random.default_rng(seed)
+    items = rng.integers(0, 30, n)
+    users = rng.integers(0, 50, n)
+    price = np.exp(rng.normal(1.0, 0.8, 30))[items]
+    qty = np.exp(rng.normal(1.0, 0.5, 50))[users]
+    gmv = price * qty * np.exp(rng.normal(0, 0.2, n))
+    df = pd.DataFrame({c: rng.normal(size=n) for c in schema.NUMERIC_FEATURES})
+    df["u_lines"] = rng.poisson(20, n).astype(float)
+    df["u_spend"] = rng.lognormal(5, 2, n)
+    df["i_price_last"] = price
+    df["u_log_qty_mean"] = np.log1p(qty)
+    new = rng.random(n) < 0.2
+    for c in schema.USER_FEATURES:
+        df.loc[new, c] = np.nan
+    df[schema.USER] = [f"u{u}" for u in users]
+    df[schema.ITEM] = [f"i{i}" for i in items]
+    df[schema.COUNTRY] = rng.choice(["United Kingdom", "France", "Germany"], n)
+    df[schema.IS_NEW_USER] = new
+    df[schema.VALUE] = gmv
+    df[schema.SPLIT] = rng.choice(["train", "val", "eval"], n, p=[0.7, 0.15, 0.15])
+    return df
+
+
+def make_ltv_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({c: rng.lognormal(2, 1, n) for c in schema.LTV_FEATURES})
+    df[schema.COUNTRY] = rng.choice(["United Kingdom", "France"], n)
+    buys = rng.random(n) < 0.6
+    df[schema.LTV_LABEL] = np.where(buys, df["fp_spend"] * rng.lognormal(0, 0.5, n), 0.0)
+    df[schema.SPLIT] = rng.choice(["train", "val", "eval"], n, p=[0.7, 0.15, 0.15])
+    return df
+
+
