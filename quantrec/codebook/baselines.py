@@ -23,7 +23,7 @@ def fit_flat_kmeans(values: Any, layers: int = 3, size: int = 48, finish_below: 
                     seed: int = 0, allow_negative: bool = False,
                     dp_max_unique: int = 20_000) -> RQCodebook:
     """One-layer K-means with ``layers * size`` centroids (same vocabulary as RQ L x K)."""
-    cb = RQCodebook.fit(values, layers=1, size=layers * size, first_layer="kmeans",
+    cb = RQCodebook.fit(values, layers=1, size=layers * size, first_layer="kmeans", last_layer="kmeans",
                         finish_below=finish_below, seed=seed, allow_negative=allow_negative,
                         dp_max_unique=dp_max_unique)
     cb.config.update({"method": "kmeans", "vocab_of": [int(layers), int(size)]})

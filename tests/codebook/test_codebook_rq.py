@@ -19,10 +19,10 @@ SMALL = dict(layers=3, size=6)
 
 
 @settings(max_examples=40, deadline=None)
-@given(labels, st.sampled_from(["kmeans", "kmedians"]))
-def test_codes_in_range_and_errors_bounded_and_non_increasing(ys, first):
+@given(labels, st.sampled_from(["kmeans", "kmedians"]), st.sampled_from(["kmeans", "kmedians"]))
+def test_codes_in_range_and_errors_bounded_and_non_increasing(ys, first, last):
     y = np.array(ys)
-    cb = RQCodebook.fit(y, first_layer=first, **SMALL)
+    cb = RQCodebook.fit(y, first_layer=first, last_layer=last, **SMALL)
     codes = cb.encode(y)
     assert codes.dtype == np.int64 and codes.shape == (len(y), 3)
     assert codes.min() >= 0 and codes.max() < cb.size
@@ -155,6 +155,7 @@ def test_encode_validates_too():
 
 @pytest.mark.parametrize("kw,msg", [({"layers": 0}, "layers"), ({"size": 1}, "size"),
                                     ({"first_layer": "kmodes"}, "first_layer"),
+                                    ({"last_layer": "kmodes"}, "last_layer"),
                                     ({"finish_below": -1.0}, "finish_below")])
 def test_bad_parameters(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -205,3 +206,12 @@ def test_from_dict_rejects_other_artifacts():
         RQCodebook.from_dict({"format": "x", "kind": "RQCodebook", "centroids": [[0.0, 1.0]], "config": {}})
     with pytest.raises(ValueError, match="sorted"):
         RQCodebook([np.array([2.0, 1.0])], {})
+
+
+def test_last_layer_kmedians_lowers_mae_against_all_kmeans():
+    rng = np.random.default_rng(8)
+    y = np.round(rng.choice(PRICES, 5000) * rng.choice([1, 2, 3, 6, 12, 24], 5000), 2)
+    y = np.concatenate([y, np.round(rng.lognormal(3, 1.5, 2000), 2)])
+    maes = {last: np.mean(np.abs(y - (cb := RQCodebook.fit(y, layers=3, size=8, last_layer=last)).decode(cb.encode(y))))
+            for last in ("kmeans", "kmedians")}
+    assert maes["kmedians"] < maes["kmeans"]
