@@ -108,6 +108,22 @@ def rnc_loss_loop(features: torch.Tensor, labels: torch.Tensor, temperature: flo
     return total / (n * (n - 1))
 
 
+def rnc_loss_positive_loop(features: torch.Tensor, labels: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """Reference in the style of the authors' code: a Python loop over the B - 1
+    positive slots, vectorised over anchors inside (O(B) iterations of (B, B) work)."""
+    n = features.shape[0]
+    lab = labels.reshape(n, -1).float()
+    off = ~torch.eye(n, dtype=torch.bool, device=features.device)
+    logits = _pairwise_logits(features, temperature)[off].view(n, n - 1)
+    dist = (lab[:, None, :] - lab[None, :, :]).abs().sum(-1)[off].view(n, n - 1)
+    exp = logits.exp()
+    total = features.sum() * 0.0
+    for k in range(n - 1):
+        neg = (dist >= dist[:, k:k + 1]).float()                           # (B, B-1)
+        total = total - (logits[:, k] - torch.log((neg * exp).sum(1))).sum()
+    return total / (n * (n - 1))
+
+
 # ---- config ------------------------------------------------------------------------------
 @dataclass
 class RQRegConfig:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from quantrec.models import MODELS, RQRegConfig, RQRegModel, load_model
-from quantrec.models.rqreg import rnc_loss, rnc_loss_loop
+from quantrec.models.rqreg import rnc_loss, rnc_loss_loop, rnc_loss_positive_loop
 from quantrec.training.trainer import TrainConfig
 
 
@@ -24,6 +24,7 @@ def test_vectorised_rnc_equals_per_sample_loop_and_gradients(labels):
     a = rnc_loss(f, y, 2.0)
     b = rnc_loss_loop(f, y, 2.0)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rnc_loss_positive_loop(f, y, 2.0), b, rtol=1e-5, atol=1e-6)
     ga, = torch.autograd.grad(a, f)
     gb, = torch.autograd.grad(b, f)
     torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-6)
