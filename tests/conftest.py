@@ -10,7 +10,6 @@ import pytest
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently telemetry off
 os.environ.setdefault("NO_GCE_CHECK", "true")  # no metadata-server probe in tests
 
-from quantrec.data import schema as S  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,11 +31,3 @@ def real_lines(real_raw, default_spec) -> pd.DataFrame:
     """Cleaned purchase lines of the default dataset."""
     from quantrec.data.clean import clean_transactions
     return clean_transactions(real_raw, default_spec.cleaning)[0]
-
-
-def make_raw(rows: list[dict]) -> pd.DataFrame:
-    """A raw frame in the default spec's column names (Online Retail II layout)."""
-    base = {"InvoiceNo": "1", "StockCode": "85123A", "Description": "x", "Quantity": 1,
-            "InvoiceDate": pd.Timestamp("2011-01-03 10:00"), "UnitPrice": 1.0,
-            "CustomerID": 12345.0, "Country": "United Kingdom"}
-    return pd.DataFrame([{**base, **r} for r in rows])

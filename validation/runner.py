@@ -57,3 +57,11 @@ def run_validation(run_date: str, data: str | None = None, spec_path: str | None
     daily = daily_row_counts(raw, windows, spec.validation.row_count_reference_days)
     return done(ValidationResult(run_date=run_date, checks=checks, windows=windows.to_dict(),
                                  daily_rows=daily, **ctx))
+
+
+def run_task_table_validation(tables: dict, windows, run_date: str) -> ValidationResult:
+    """GX suites of every task table (schema, ids, labels, splits) as one verdict/report."""
+    from validation.tasks import validate_task_tables
+    started = time.perf_counter()
+    return ValidationResult(run_date=run_date, checks=validate_task_tables(tables, windows),
+                            windows=windows.to_dict(), elapsed_s=time.perf_counter() - started)

@@ -7,7 +7,8 @@ own day or later (``features.history_features``).
 
 Tables (one parquet file each, written with an explicit arrow schema):
 - gmv:      one row per purchase line in [train_start, run_date); label ``gmv``.
-- purchase: per user-day in [run_date - purchase_days, run_date): the items bought
+- purchase: per user-day from ``purchase_train_days`` before the val window up to
+            run_date (train, val and eval splits): the items bought
             (label 1, ``gmv`` realised) and ``negatives_per_positive`` items sampled
             from that day's active catalogue (label 0, gmv 0); GMV features included
             so the same rows score with the GMV models. ``hist_len`` = lines before.
@@ -46,7 +47,7 @@ TABLE_NAMES = ("gmv", "purchase", "replay", "ltv", "events")
 @dataclass(frozen=True)
 class TaskConfig:
     windows: WindowConfig = field(default_factory=WindowConfig)
-    purchase_days: int = 60          # calendar days of purchase-task rows before run_date
+    purchase_train_days: int = 60    # calendar days of purchase-task training rows before val
     negatives_per_positive: int = 4
     ltv_first_period_days: int = 30
     ltv_horizon_days: int = 365
@@ -101,7 +102,7 @@ def build_purchase_task(lines: pd.DataFrame, windows: Windows, config: TaskConfi
     excluding the user's own purchases that day; a user-day with p positives gets
     up to ``negatives_per_positive * p`` distinct negatives.
     """
-    start = max(windows.train_start, windows.run_date - pd.Timedelta(days=config.purchase_days))
+    start = max(windows.train_start, windows.val_start - pd.Timedelta(days=config.purchase_train_days))
     win = lines[lines[S.DAY] >= start]
     pos = (win.groupby([S.USER, S.DAY, S.ITEM], sort=True, observed=True)
            .agg(**{S.VALUE: (S.VALUE, "sum"), S.TS: (S.TS, "min"), S.COUNTRY: (S.COUNTRY, "first")})

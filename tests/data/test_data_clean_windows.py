@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from conftest import make_raw
+from raw_frames import make_raw
 from quantrec.data import schema as S
 from quantrec.data.clean import clean_transactions, non_product_mask
 from quantrec.data.load import to_canonical

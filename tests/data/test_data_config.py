@@ -7,7 +7,7 @@ from quantrec.config import RunConfig
 
 def test_kfp_floats_become_ints_and_round_trip():
     # protobuf Structs (the KFP UI, dict parameters) carry every number as a float
-    cfg = RunConfig.from_dict({"tasks": {"windows": {"eval_days": 2.0, "train_days": 30.0}, "purchase_days": 7.0}})
+    cfg = RunConfig.from_dict({"tasks": {"windows": {"eval_days": 2.0, "train_days": 30.0}, "purchase_train_days": 7.0}})
     assert cfg.tasks.windows.eval_days == 2 and isinstance(cfg.tasks.windows.eval_days, int)
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
     assert RunConfig.from_dict({}) == RunConfig()

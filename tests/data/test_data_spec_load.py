@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import make_raw
+from raw_frames import make_raw
 from quantrec.data import schema as S
 from quantrec.data.load import DataError, load_transactions, to_canonical
 from quantrec.data.spec import DatasetSpec, SpecError, load_spec, resolve_data_url

@@ -75,7 +75,7 @@ def test_no_leakage_features_of_day_x_ignore_day_x_and_later(real_lines):
 
 def test_no_leakage_task_tables_of_run_date_ignore_later_data(real_lines):
     lines = real_lines[(real_lines[S.DAY] >= "2011-01-01") & (real_lines[S.DAY] < "2011-05-01")]
-    cfg = TaskConfig(windows=WindowConfig(eval_days=2, val_days=3, train_days=30), purchase_days=10)
+    cfg = TaskConfig(windows=WindowConfig(eval_days=2, val_days=3, train_days=30), purchase_train_days=10)
     d = pd.Timestamp("2011-04-12")
     w = compute_windows(lines[S.DAY], d, cfg.windows)
     a = build_task_tables(lines, w, cfg)
@@ -86,7 +86,7 @@ def test_no_leakage_task_tables_of_run_date_ignore_later_data(real_lines):
 
 def test_purchase_task_negatives_come_from_the_day_catalogue(real_lines):
     lines = real_lines[(real_lines[S.DAY] >= "2011-09-01") & (real_lines[S.DAY] < "2011-10-01")]
-    cfg = TaskConfig(windows=WindowConfig(eval_days=2, val_days=3, train_days=20), purchase_days=7, seed=3)
+    cfg = TaskConfig(windows=WindowConfig(eval_days=2, val_days=3, train_days=20), purchase_train_days=7, seed=3)
     w = compute_windows(lines[S.DAY], "2011-09-30", cfg.windows)
     p = build_purchase_task(lines, w, cfg)
     pos, neg = p[p[S.LABEL] == 1], p[p[S.LABEL] == 0]
@@ -125,7 +125,7 @@ def test_ltv_label_is_the_horizon_spend():
 
 def test_tables_round_trip_with_their_schema(tmp_path, real_lines):
     lines = real_lines[(real_lines[S.DAY] >= "2011-10-01") & (real_lines[S.DAY] < "2011-11-01")]
-    cfg = TaskConfig(windows=WindowConfig(eval_days=1, val_days=2, train_days=10), purchase_days=5)
+    cfg = TaskConfig(windows=WindowConfig(eval_days=1, val_days=2, train_days=10), purchase_train_days=5)
     tt = build_task_tables(lines, compute_windows(lines[S.DAY], "2011-10-31", cfg.windows), cfg)
     for name, df in tt.tables.items():
         path = str(tmp_path / f"{name}.parquet")

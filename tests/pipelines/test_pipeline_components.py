@@ -9,7 +9,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Metrics
 
 from components.build_tasks import build_tasks
 from components.validate_data import validate_data
-from conftest import SLICE_CONFIG, SLICE_RUN_DATE
+from slice_config import SLICE_CONFIG, SLICE_RUN_DATE
 from quantrec.data.tasks import TABLE_SCHEMAS, read_table
 
 
@@ -30,8 +30,11 @@ def test_validate_data_component_writes_report_and_returns_verdict(tmp_path, rea
 def test_build_tasks_component_writes_every_table(tmp_path, real_slice):
     outs = {n: Dataset(uri=str(tmp_path / f"{n}.parquet")) for n in ("gmv", "purchase", "replay", "ltv", "events")}
     cleaning = Metrics(uri=str(tmp_path / "cleaning.json"))
-    build_tasks.python_func(run_date=SLICE_RUN_DATE, data=real_slice, spec="", config=SLICE_CONFIG,
-                            cleaning=cleaning, **outs)
+    report, checks = HTML(uri=str(tmp_path / "tables.html")), Artifact(uri=str(tmp_path / "tables.json"))
+    ok = build_tasks.python_func(run_date=SLICE_RUN_DATE, data=real_slice, spec="", config=SLICE_CONFIG,
+                                 cleaning=cleaning, table_report=report, table_checks=checks, **outs)
+    assert ok is True and checks.metadata["passed"] is True and checks.metadata["checks_total"] > 20
+    assert "gmv" in (tmp_path / "tables.html").read_text()
     for name, art in outs.items():
         df = read_table(art.path)
         assert list(df.columns) == TABLE_SCHEMAS[name].names

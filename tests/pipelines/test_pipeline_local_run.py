@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import SLICE_CONFIG, SLICE_RUN_DATE
+from slice_config import SLICE_CONFIG, SLICE_RUN_DATE
 from pipelines.daily import daily_pipeline
 from pipelines.local import run_pipeline_locally
 
