@@ -44,18 +44,27 @@ def fit_codebook(values: Any, method: str = "rq", **kw: Any) -> Codebook:
     raise ValueError(f"unknown codebook method {method!r}; expected one of {METHODS}")
 
 
-def load_codebook(path: str) -> Codebook:
+def codebook_from_dict(d: dict[str, Any]) -> Any:
+    """Any saved codebook's dict (RQ, dynamic quantile, or a TargetCodebook), by ``kind``."""
+    from quantrec.codebook.target import TargetCodebook
+    kinds = {"RQCodebook": RQCodebook, "DynamicQuantileCodebook": DynamicQuantileCodebook,
+             "TargetCodebook": TargetCodebook}
+    kind = d.get("kind")
+    if kind not in kinds:
+        raise ValueError(f"unknown codebook kind {kind!r}; expected one of {sorted(kinds)}")
+    return kinds[kind].from_dict(d)
+
+
+def load_codebook(path: str) -> Any:
     """Load any saved codebook (JSON via fsspec), dispatching on its ``kind``."""
     with fsspec.open(path, "r", encoding="utf-8") as f:
         d = json.load(f)
-    kind = d.get("kind")
-    if kind == "RQCodebook":
-        return RQCodebook.from_dict(d)
-    if kind == "DynamicQuantileCodebook":
-        return DynamicQuantileCodebook.from_dict(d)
-    raise ValueError(f"{path}: unknown codebook kind {kind!r}")
+    try:
+        return codebook_from_dict(d)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 __all__ = ["RQCodebook", "DynamicQuantileCodebook", "fit_codebook", "fit_flat_kmeans",
-           "load_codebook", "reconstruction_report", "write_reconstruction_report",
+           "load_codebook", "codebook_from_dict", "reconstruction_report", "write_reconstruction_report",
            "validate_values", "METHODS", "Codebook"]

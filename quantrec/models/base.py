@@ -127,10 +127,13 @@ class NeuralModel:
 
     # -- public API --
     def fit(self, frame_train: pd.DataFrame, frame_val: pd.DataFrame, config: Any | None = None,
-            out_dir: str | None = None, features: FeaturePipeline | None = None) -> TrainResult:
+            out_dir: str | None = None, features: FeaturePipeline | None = None,
+            init_from: "NeuralModel | None" = None) -> TrainResult:
         """Fit features (unless given) on ``frame_train``, train with early stopping on
         the MAE of ``frame_val``; checkpoints go to ``out_dir`` (a temp dir if None; an
-        existing run there is resumed). Leaves the best weights loaded."""
+        existing run there is resumed). ``init_from``: a trained model of the same kind
+        (the champion) whose weights start training (``training.warm_start``); its
+        report is kept in ``self.warm_start_report``. Leaves the best weights loaded."""
         if config is not None:
             self.config = config
         cfg = self.config
@@ -142,6 +145,10 @@ class NeuralModel:
         tr, va = self.tensors(frame_train), self.tensors(frame_val)
         set_seed(cfg.train.seed)
         self.net = self._build()
+        self.warm_start_report = None
+        if init_from is not None:
+            from quantrec.training.warm_start import warm_start
+            self.warm_start_report = warm_start(self.net, self.features, init_from.net, init_from.features)
         tmp = None
         if out_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix=f"quantrec-{self.name}-")

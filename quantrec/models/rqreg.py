@@ -308,19 +308,35 @@ class RQRegModel(NeuralModel):
             v = torch.expm1(v.clamp(max=30.0))
         return v
 
+    def fit_target_codebook(self, y_train: np.ndarray):
+        """The transform + codebook this config asks for, fitted on raw labels (n,).
+
+        The pipeline's fit_codebook stage calls this, so the daily codebook and a
+        model that fits its own are built the same way.
+        """
+        from quantrec.codebook.target import TargetCodebook
+        cfg = self.config
+        return TargetCodebook.fit(y_train, transform=cfg.target, clip_quantile=cfg.clip_quantile,
+                                  target_max=cfg.target_max, method=cfg.quantizer, layers=cfg.layers,
+                                  size=cfg.codebook_size, first_layer=cfg.first_layer,
+                                  finish_below=cfg.finish_below, seed=cfg.train.seed)
+
     def _prepare(self, y_train: np.ndarray) -> None:
+        from quantrec.codebook.target import TargetCodebook, TargetTransform
         cfg = self.config
         if cfg.target not in ("log1p", "raw"):
             raise ValueError(f"unknown target {cfg.target!r} (log1p|raw)")
-        clip = float(np.quantile(np.clip(y_train, 0, None), cfg.clip_quantile))
-        t_clip = float(self._t(np.array([clip]))[0])
-        self.state = {"clip": clip, "scale": cfg.target_max / max(t_clip, 1e-12)}
         if self.codebook is None:
-            from quantrec.codebook import fit_codebook
-            self.codebook = fit_codebook(self.to_z(y_train), method=cfg.quantizer, layers=cfg.layers,
-                                         size=cfg.codebook_size, first_layer=cfg.first_layer,
-                                         finish_below=cfg.finish_below, seed=cfg.train.seed)
-        self.state["quantizer"] = self.codebook.method
+            self.codebook = self.fit_target_codebook(y_train)
+        if isinstance(self.codebook, TargetCodebook):
+            # a handed-in (e.g. the champion's) codebook keeps the transform it was fitted with
+            tf = self.codebook.transform
+            if tf.kind != cfg.target:
+                raise ValueError(f"codebook was fitted on target {tf.kind!r}, the config says {cfg.target!r}")
+            self.codebook = self.codebook.codebook
+        else:  # a bare codebook in z units: fit the transform on these labels
+            tf = TargetTransform.fit(np.clip(y_train, 0, None), cfg.target, cfg.clip_quantile, cfg.target_max)
+        self.state = {"clip": tf.clip, "scale": tf.scale, "quantizer": self.codebook.method}
 
     # -- token view of any codebook --
     @property

@@ -1,0 +1,131 @@
+"""A codebook of raw labels: the target transform and the quantizer fitted after it.
+
+Models quantize z = scale * t(min(y, clip)) (t = log1p or identity), not raw GMV. The
+transform's ``clip`` and ``scale`` are fitted on the same training labels as the
+codebook, so they must travel with it: a codebook reused on a later day (the
+champion's) is read with the transform it was fitted with, never a re-fitted one.
+``TargetCodebook`` saves both in one JSON file and exposes encode / decode in label
+units, so the reconstruction report measures errors in GMV.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from quantrec.codebook.rq import validate_values
+
+TRANSFORMS = ("log1p", "raw")
+
+
+@dataclass(frozen=True)
+class TargetTransform:
+    """z = scale * t(min(max(y, 0), clip)); ``from_z`` inverts it (clipped values stay clipped)."""
+
+    kind: str
+    clip: float
+    scale: float
+
+    @classmethod
+    def fit(cls, y: Any, kind: str = "log1p", clip_quantile: float = 0.999,
+            target_max: float = 6.0) -> "TargetTransform":
+        """clip = the ``clip_quantile`` of y; scale maps t(clip) to ``target_max``."""
+        if kind not in TRANSFORMS:
+            raise ValueError(f"unknown target transform {kind!r}; expected one of {TRANSFORMS}")
+        if not 0.0 < clip_quantile <= 1.0:
+            raise ValueError(f"clip_quantile must be in (0, 1], got {clip_quantile}")
+        y = validate_values(y, what="labels")
+        clip = float(np.quantile(y, clip_quantile))
+        t_clip = float(np.log1p(clip)) if kind == "log1p" else clip
+        return cls(kind=kind, clip=clip, scale=float(target_max / max(t_clip, 1e-12)))
+
+    def to_z(self, y: Any) -> np.ndarray:
+        """(n,) labels -> (n,) z."""
+        v = np.clip(np.asarray(y, dtype=np.float64), 0.0, self.clip)
+        return (np.log1p(v) if self.kind == "log1p" else v) * self.scale
+
+    def from_z(self, z: Any) -> np.ndarray:
+        """(n,) z -> (n,) labels (>= 0)."""
+        v = np.clip(np.asarray(z, dtype=np.float64), 0.0, None) / self.scale
+        return np.expm1(np.minimum(v, 30.0)) if self.kind == "log1p" else v
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class TargetCodebook:
+    """transform + codebook (in z). encode/decode take and return label units."""
+
+    def __init__(self, transform: TargetTransform, codebook: Any) -> None:
+        self.transform = transform
+        self.codebook = codebook
+
+    @classmethod
+    def fit(cls, y: Any, transform: str = "log1p", clip_quantile: float = 0.999,
+            target_max: float = 6.0, method: str = "rq", **codebook_kw: Any) -> "TargetCodebook":
+        """Fit the transform on y (n,), then ``fit_codebook(to_z(y), method, **codebook_kw)``."""
+        from quantrec.codebook import fit_codebook
+        tf = TargetTransform.fit(y, transform, clip_quantile, target_max)
+        return cls(tf, fit_codebook(tf.to_z(y), method=method, **codebook_kw))
+
+    # the codebook interface of quantrec.codebook, in label units
+    @property
+    def layers(self) -> int:
+        return self.codebook.layers
+
+    @property
+    def size(self) -> int:
+        return self.codebook.size
+
+    @property
+    def method(self) -> str:
+        return self.codebook.method
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {**self.codebook.config, "transform": self.transform.to_dict()}
+
+    @property
+    def centroids(self) -> list[np.ndarray]:
+        """Layer-1 centroids in label units, later layers as z offsets (not invertible alone)."""
+        cents = [np.asarray(c, dtype=np.float64) for c in getattr(self.codebook, "centroids", [])]
+        return [self.transform.from_z(cents[0])] + cents[1:] if cents else []
+
+    @property
+    def vocab(self) -> np.ndarray:
+        return self.transform.from_z(self.codebook.vocab)
+
+    def encode(self, y: Any) -> np.ndarray:
+        return self.codebook.encode(self.transform.to_z(y))
+
+    def decode(self, codes: Any) -> np.ndarray:
+        return self.transform.from_z(self.codebook.decode(codes))
+
+    def decode_partial(self, codes: Any) -> np.ndarray:
+        return self.transform.from_z(self.codebook.decode_partial(codes))
+
+    def lengths(self, codes: Any) -> np.ndarray:
+        return self.codebook.lengths(codes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "TargetCodebook", "transform": self.transform.to_dict(),
+                "codebook": self.codebook.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TargetCodebook":
+        from quantrec.codebook import codebook_from_dict
+        if d.get("kind") != "TargetCodebook":
+            raise ValueError(f"not a TargetCodebook: kind {d.get('kind')!r}")
+        return cls(TargetTransform(**d["transform"]), codebook_from_dict(d["codebook"]))
+
+    def save(self, path: str) -> str:
+        with fsspec.open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f)
+        return path
+
+    def __repr__(self) -> str:
+        return f"TargetCodebook({self.transform}, {self.codebook!r})"
