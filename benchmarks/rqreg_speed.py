@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from quantrec.codebook import RQCodebook  # noqa: E402
 from quantrec.models.rqreg import rnc_loss_positive_loop  # noqa: E402
-from quantrec.models.rqreg import RQRegConfig, RQRegModel, RQRegNet, rnc_loss, rnc_loss_loop,  # noqa: E402
+from quantrec.models.rqreg import RQRegConfig, RQRegModel, RQRegNet, rnc_loss, rnc_loss_loop  # noqa: E402
 from quantrec.training.trainer import StepContext  # noqa: E402
 
 N_NUM, CARDS = 29, [5000, 4000, 40]
