@@ -92,8 +92,8 @@ class TargetCodebook:
     @property
     def centroids(self) -> list[np.ndarray]:
         """Layer-1 centroids in label units, later layers as z offsets (not invertible alone)."""
-        cents = [np.asarray(c, dtype=np.float64) for c in getattr(self.codebook, "centroids", [])]
-        return [self.transform.from_z(cents[0])] + cents[1:] if cents else []
+        cents = [np.asarray(c, dtype=np.float64) for c in self.codebook.centroids]  # AttributeError
+        return [self.transform.from_z(cents[0])] + cents[1:]                        # if it has none
 
     @property
     def vocab(self) -> np.ndarray:
@@ -108,8 +108,11 @@ class TargetCodebook:
     def decode_partial(self, codes: Any) -> np.ndarray:
         return self.transform.from_z(self.codebook.decode_partial(codes))
 
-    def lengths(self, codes: Any) -> np.ndarray:
-        return self.codebook.lengths(codes)
+    @property
+    def lengths(self):
+        """The inner codebook's ``lengths(codes)`` (variable-length vocabularies only);
+        a property so ``hasattr`` is False where the inner codebook has none."""
+        return self.codebook.lengths
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "TargetCodebook", "transform": self.transform.to_dict(),

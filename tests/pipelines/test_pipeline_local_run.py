@@ -18,12 +18,23 @@ def passing_run(tmp_path_factory, real_slice):
                                                  "spec": "", "config": SLICE_CONFIG}, pipeline_root=root)
 
 
-def test_passing_validation_runs_the_gated_stages(passing_run):
-    assert "validate-data" in passing_run.task_dirs()
-    assert "build-tasks" in passing_run.task_dirs()
+def test_passing_validation_runs_every_stage(passing_run):
+    assert passing_run.task_dirs() == ["build-tasks", "evaluate-offline", "fit-codebook", "train",
+                                       "validate-data"]
     names = {p.name for p in passing_run.artifacts()}
-    assert {"gmv", "purchase", "replay", "ltv", "events"} <= names
-    assert any(p.parent.name == "validate-data" for p in passing_run.reports())
+    assert {"gmv", "purchase", "replay", "ltv", "events", "codebook"} <= names
+    assert {"model.safetensors", "config.json", "features.json"} <= names
+    reports = {p.parent.name for p in passing_run.reports()}
+    assert reports == {"validate-data", "build-tasks", "fit-codebook", "evaluate-offline"}
+
+
+def test_offline_report_compares_rqreg_with_wlr(passing_run):
+    (report,) = [p for p in passing_run.reports() if p.parent.name == "evaluate-offline"]
+    html = report.read_text()
+    assert "RQ-Reg" in html and "WLR" in html and "<img" in html
+    metrics = json.loads((report.parent / "executor_output.json").read_text())
+    logged = metrics["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert 0.0 < logged["RQ-Reg/XAUC"] <= 1.0 and logged["WLR/MAE"] > 0
 
 
 def test_failing_validation_publishes_nothing(tmp_path, real_slice):
