@@ -74,7 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"quantrec: daily pipeline for run_date {date} (local SubprocessRunner)")
     run = run_pipeline_locally(daily_pipeline, {"run_date": date, "data": args.data or "",
                                                 "spec": args.spec or "",
-                                                "config": _load_config(args.config)},
+                                                "config": _load_config(args.config),
+                                                "registry": args.registry or "",
+                                                "rebuild_codebook": bool(args.rebuild_codebook)},
                                pipeline_root=args.pipeline_root or DEFAULT_ROOT)
     tasks = run.task_dirs()
     passed = "build-tasks" in tasks
@@ -129,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(sp)
     sp.add_argument("--date", help="run date YYYY-MM-DD (default: the day after the data ends)")
     sp.add_argument("--pipeline-root", help="artifact folder (default: ./pipeline_root in the repo)")
+    sp.add_argument("--registry", help="model registry URL: reuse its champion's codebook and warm start "
+                                       "from its models (default: none, cold start)")
+    sp.add_argument("--rebuild-codebook", action="store_true",
+                    help="fit a new codebook even when the champion has one")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("compile", help="compile the pipelines to KFP YAML")
