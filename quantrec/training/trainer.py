@@ -20,9 +20,9 @@ validation set (identical decisions, no extra communication); rank 0 writes file
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
-import sys
 from typing import Any, Callable
 
 import numpy as np
