@@ -91,6 +91,9 @@ class DynamicQuantileCodebook:
             vocab.append(z)
             hit = cur >= z
             cur[hit] -= z
+            # Subtracting sums of vocabulary values leaves rounding residue (~1e-16 of the
+            # label); it is zero, not a value to learn a token for.
+            cur[cur <= orig * 1e-12] = 0.0
             err = float(np.max(cur / orig))
             q = max(q * decay, q_end)
             steps += 1

@@ -145,6 +145,7 @@ def write_reconstruction_report(report: dict[str, Any], json_path: str, html_pat
             marks = marks[marks > 0]
             ax.vlines(marks, 0, 1, transform=ax.get_xaxis_transform(), color="#c33", lw=0.6, alpha=0.7)
             ax.set_xscale("log")
+            ax.set_xlim(bins[0] / 1.5, bins[-1] * 1.5)  # marks outside the labels' range say nothing
             ax.set_ylabel("count (log)")
             what = "layer-1 centroids" if hasattr(cb, "centroids") else "vocabulary"
             ax.set_title(f"{name}: {len(marks)} positive {what} (red)", fontsize=9)
