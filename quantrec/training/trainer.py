@@ -233,7 +233,7 @@ def train(model: torch.nn.Module,
                 parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
             seen += 1
             if step % 10 == 0:
-                bar.set_postfix(loss=f"{lv:.4f}")
+                bar.set_postfix(loss=f"{lv:.4f}", refresh=False)
         bar.close()
         if diverged:
             break
