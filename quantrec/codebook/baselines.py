@@ -9,14 +9,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import fsspec
 import numpy as np
 
 from quantrec.codebook import cluster1d
 from quantrec.codebook.rq import FORMAT, RQCodebook, validate_values
+from quantrec.codebook.jsonio import JsonArtifact
 
 
 def fit_flat_kmeans(values: Any, layers: int = 3, size: int = 48, finish_below: float = 1e-4,
@@ -30,7 +29,7 @@ def fit_flat_kmeans(values: Any, layers: int = 3, size: int = 48, finish_below: 
     return cb
 
 
-class DynamicQuantileCodebook:
+class DynamicQuantileCodebook(JsonArtifact):
     """GR vocabulary: token values from dynamic quantiles; labels as greedy token sums.
 
     Token ids: ``PAD = 0``, ``SOS = 1``, ``EOS = 2``; vocabulary token j (j = 0 is the
@@ -180,15 +179,7 @@ class DynamicQuantileCodebook:
             raise ValueError(f"not a DynamicQuantileCodebook artifact (kind={d.get('kind')!r})")
         return cls(np.array(d["vocab"], dtype=np.float64), d["config"])
 
-    def save(self, path: str) -> str:
-        with fsspec.open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        return path
 
-    @classmethod
-    def load(cls, path: str) -> "DynamicQuantileCodebook":
-        with fsspec.open(path, "r", encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
 
     def __repr__(self) -> str:
         return f"DynamicQuantileCodebook(vocab={len(self.vocab)}, max_len={self.max_len})"

@@ -33,13 +33,12 @@ where a centroid is pinned at 0. Criteria: layer 1 K-means or K-medians
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import fsspec
 import numpy as np
 
 from quantrec.codebook import cluster1d
+from quantrec.codebook.jsonio import JsonArtifact
 
 FORMAT = "quantrec.codebook/v1"
 FIRST_LAYER = ("kmeans", "kmedians")
@@ -64,7 +63,7 @@ def validate_values(values: Any, allow_negative: bool = False, what: str = "valu
     return y
 
 
-class RQCodebook:
+class RQCodebook(JsonArtifact):
     """L layers of ``size`` sorted scalar centroids; see the module docstring for codes.
 
     Attributes: ``layers`` (L), ``size`` (K), ``centroids`` (list of L float64 (K,)),
@@ -251,16 +250,7 @@ class RQCodebook:
         return cls([np.array(c, dtype=np.float64) for c in d["centroids"]], d["config"],
                    d.get("max_abs_error"))
 
-    def save(self, path: str) -> str:
-        """Write plain JSON (floats in shortest round-trip repr: exact) via fsspec."""
-        with fsspec.open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        return path
 
-    @classmethod
-    def load(cls, path: str) -> "RQCodebook":
-        with fsspec.open(path, "r", encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
 
     def __repr__(self) -> str:
         return (f"RQCodebook(method={self.method!r}, layers={self.layers}, size={self.size}, "

@@ -10,14 +10,13 @@ units, so the reconstruction report measures errors in GMV.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import fsspec
 import numpy as np
 
 from quantrec.codebook.rq import validate_values
+from quantrec.codebook.jsonio import JsonArtifact
 
 TRANSFORMS = ("log1p", "raw")
 
@@ -57,7 +56,7 @@ class TargetTransform:
         return asdict(self)
 
 
-class TargetCodebook:
+class TargetCodebook(JsonArtifact):
     """transform + codebook (in z). encode/decode take and return label units."""
 
     def __init__(self, transform: TargetTransform, codebook: Any) -> None:
@@ -125,10 +124,6 @@ class TargetCodebook:
             raise ValueError(f"not a TargetCodebook: kind {d.get('kind')!r}")
         return cls(TargetTransform(**d["transform"]), codebook_from_dict(d["codebook"]))
 
-    def save(self, path: str) -> str:
-        with fsspec.open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f)
-        return path
 
     def __repr__(self) -> str:
         return f"TargetCodebook({self.transform}, {self.codebook!r})"

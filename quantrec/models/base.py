@@ -72,6 +72,21 @@ class FeatureEncoder(nn.Module):
         return self.mlp(torch.cat(parts, dim=1))  # (B, out_dim)
 
 
+class ScalarNet(nn.Module):
+    """FeatureEncoder -> ReLU -> Linear: one number per row (WLR's logit, the MLP's
+    log1p value). forward(num (B, F), cat (B, C)) -> (B,). ``cfg`` has emb_dim,
+    d_model and dropout."""
+
+    def __init__(self, n_numeric: int, cardinalities: list[int], cfg: Any) -> None:
+        super().__init__()
+        self.encoder = FeatureEncoder(n_numeric, cardinalities, cfg.emb_dim, 2 * cfg.d_model,
+                                      cfg.d_model, cfg.dropout)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(cfg.d_model, 1))
+
+    def forward(self, num: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(num, cat)).squeeze(-1)  # (B,)
+
+
 # ---- base model ------------------------------------------------------------------------
 class NeuralModel:
     """fit / predict / save / load for a torch model over the shared features.

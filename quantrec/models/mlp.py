@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantrec.models.base import FeatureEncoder, NeuralModel
+from quantrec.models.base import NeuralModel, ScalarNet
 from quantrec.training.trainer import Batch, StepContext, TrainConfig
 
 
@@ -37,19 +37,6 @@ class MLPConfig:
         return cls(d_model=512, emb_dim=64, **kw)
 
 
-class MLPNet(nn.Module):
-    """forward(num (B,F), cat (B,C)) -> log1p(value) estimate (B,)."""
-
-    def __init__(self, n_numeric: int, cardinalities: list[int], cfg: MLPConfig) -> None:
-        super().__init__()
-        self.encoder = FeatureEncoder(n_numeric, cardinalities, cfg.emb_dim, 2 * cfg.d_model,
-                                      cfg.d_model, cfg.dropout)
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(cfg.d_model, 1))
-
-    def forward(self, num: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(num, cat)).squeeze(-1)
-
-
 class MLPModel(NeuralModel):
     name = "mlp"
     config_cls = MLPConfig
@@ -58,7 +45,7 @@ class MLPModel(NeuralModel):
         return {"t": torch.from_numpy(np.log1p(np.clip(y, 0.0, None)).astype(np.float32))}
 
     def _build(self) -> nn.Module:
-        return MLPNet(self.features.n_numeric, self.features.cardinalities, self.config)
+        return ScalarNet(self.features.n_numeric, self.features.cardinalities, self.config)
 
     def _loss(self, net: nn.Module, batch: Batch, ctx: StepContext):
         pred = net(batch["num"], batch["cat"])

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantrec.models.base import FeatureEncoder, NeuralModel
+from quantrec.models.base import NeuralModel, ScalarNet
 from quantrec.training.trainer import Batch, StepContext, TrainConfig
 
 
@@ -42,19 +42,6 @@ class WLRConfig:
         return cls(d_model=512, emb_dim=64, **kw)
 
 
-class WLRNet(nn.Module):
-    """forward(num (B,F), cat (B,C)) -> logit (B,)."""
-
-    def __init__(self, n_numeric: int, cardinalities: list[int], cfg: WLRConfig) -> None:
-        super().__init__()
-        self.encoder = FeatureEncoder(n_numeric, cardinalities, cfg.emb_dim, 2 * cfg.d_model,
-                                      cfg.d_model, cfg.dropout)
-        self.head = nn.Sequential(nn.ReLU(), nn.Linear(cfg.d_model, 1))
-
-    def forward(self, num: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(num, cat)).squeeze(-1)  # (B,)
-
-
 class WLRModel(NeuralModel):
     name = "wlr"
     config_cls = WLRConfig
@@ -67,7 +54,7 @@ class WLRModel(NeuralModel):
         return {"w": torch.from_numpy(w)}
 
     def _build(self) -> nn.Module:
-        return WLRNet(self.features.n_numeric, self.features.cardinalities, self.config)
+        return ScalarNet(self.features.n_numeric, self.features.cardinalities, self.config)
 
     def _loss(self, net: nn.Module, batch: Batch, ctx: StepContext):
         z = net(batch["num"], batch["cat"])  # (B,)

@@ -35,8 +35,8 @@ def test_wlr_serves_exp_logit_and_recovers_weighted_odds():
     """With a constant input the WLR optimum is odds = mean(value): exp(logit) = E[y]."""
     m = WLRModel(WLRConfig(d_model=8, emb_dim=2, dropout=0.0, clip_quantile=1.0))
     m.state = {"clip": 1e9}
-    from quantrec.models.wlr import WLRNet
-    net = WLRNet(1, [2], m.config)
+    from quantrec.models.base import ScalarNet
+    net = ScalarNet(1, [2], m.config)
     y = np.array([1.0, 3.0, 8.0, 4.0] * 16)
     batch = {"num": torch.zeros(len(y), 1), "cat": torch.zeros(len(y), 1, dtype=torch.long),
              **m._targets(y)}
