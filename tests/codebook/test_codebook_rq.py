@@ -53,11 +53,17 @@ def test_last_layer_bound_is_geometric(ys):
 @given(labels)
 def test_more_layers_never_worse_on_training_data(ys):
     y = np.array(ys)
-    errs = []
-    for L in (1, 2, 3):
-        cb = RQCodebook.fit(y, layers=L, size=6)
-        errs.append(np.abs(y - cb.decode(cb.encode(y))))
-    assert np.all(errs[1] <= errs[0] + 1e-9) and np.all(errs[2] <= errs[1] + 1e-9)
+    # Within one codebook every further layer keeps or lowers each label's error
+    # (each layer after the first can pick its exact-zero code).
+    cb = RQCodebook.fit(y, layers=3, size=6)
+    partial_err = np.abs(y[:, None] - cb.decode_partial(cb.encode(y)))  # (n, L)
+    assert np.all(np.diff(partial_err, axis=1) <= 1e-9)
+    # Across separate fits the mean error does not grow with L. (Per label it may:
+    # with a K-medians last layer, layer 2 of an L=3 fit is a different clustering
+    # from the last layer of an L=2 fit.)
+    maes = [np.mean(np.abs(y - c.decode(c.encode(y))))
+            for c in (RQCodebook.fit(y, layers=L, size=6) for L in (1, 2, 3))]
+    assert maes[1] <= maes[0] + 1e-9 and maes[2] <= maes[1] + 1e-9
 
 
 @settings(max_examples=25, deadline=None)
