@@ -53,10 +53,29 @@ def load_tables(run_date: str, cache_dir: str) -> dict[str, pd.DataFrame]:
     return {n: tt.tables[n] for n in paths}
 
 
-def model_grid(task: str, epochs: int, quick: bool) -> dict[str, tuple[str, object]]:
-    """name -> (registry key, config). Neural models share width / optimiser settings."""
-    tc = lambda: TrainConfig(epochs=epochs, batch_size=256, lr=1e-3, patience=3, progress=False,  # noqa: E731
-                             num_threads=1)
+def parse_variant(text: str) -> tuple[str, dict]:
+    """'NAME:key=value,key=value' -> (NAME, {key: value}) for an extra RQ-Reg row
+    (values parsed as Python literals, e.g. huber_delta=0.1,layer_mask=True)."""
+    import ast
+    name, _, kv = text.rpartition(":")
+    out = {}
+    for item in filter(None, kv.split(",")):
+        k, _, v = item.partition("=")
+        try:
+            out[k.strip()] = ast.literal_eval(v.strip())
+        except (ValueError, SyntaxError):
+            out[k.strip()] = v.strip()
+    return name, out
+
+
+def model_grid(task: str, epochs: int, quick: bool, extra: list[str] | None = None,
+               batch_size: int = 256, lr: float = 1e-3) -> dict[str, tuple[str, object]]:
+    """name -> (registry key, config). Neural models share width / optimiser settings;
+    ``extra``: additional RQ-Reg rows as 'NAME:key=value,...' (see parse_variant; the
+    keys batch_size / lr / epochs go to the TrainConfig)."""
+    def tc(**kw):
+        base = dict(epochs=epochs, batch_size=batch_size, lr=lr, patience=3, progress=False, num_threads=1)
+        return TrainConfig(**{**base, **kw})
     rounds = 100 if quick else 1000
     grid = {
         "RQ-Reg": ("rqreg", RQRegConfig(task=task, target="log1p", train=tc())),
@@ -70,19 +89,24 @@ def model_grid(task: str, epochs: int, quick: bool) -> dict[str, tuple[str, obje
     if not quick:
         grid["LightGBM (Tweedie)"] = ("lgbm", LGBMConfig(task=task, objective="tweedie", num_boost_round=rounds,
                                                              params={**LGBMConfig().params, "num_threads": 1}))
+    for text in extra or []:
+        name, kw = parse_variant(text)
+        train_kw = {k: kw.pop(k) for k in ("batch_size", "lr", "epochs") if k in kw}
+        grid[name] = ("rqreg", RQRegConfig(task=task, **kw, train=tc(**train_kw)))
     return grid
 
 
 def run_task(task: str, frame: pd.DataFrame, seeds: list[int], epochs: int, quick: bool,
-             max_train_rows: int | None, only: list[str] | None) -> list[dict]:
+             max_train_rows: int | None, only: list[str] | None, extra: list[str] | None = None,
+             score_split: str = "eval", batch_size: int = 256, lr: float = 1e-3) -> list[dict]:
     label = "gmv" if task == "gmv" else "ltv"
     tr = frame[frame.split == "train"].reset_index(drop=True)
     va = frame[frame.split == "val"].reset_index(drop=True)
-    ev = frame[frame.split == "eval"].reset_index(drop=True)
+    ev = frame[frame.split == score_split].reset_index(drop=True)  # "val" for model selection
     if max_train_rows and len(tr) > max_train_rows:
         tr = tr.sample(max_train_rows, random_state=0).reset_index(drop=True)
     records = []
-    for name, (key, cfg) in model_grid(task, epochs, quick).items():
+    for name, (key, cfg) in model_grid(task, epochs, quick, extra, batch_size, lr).items():
         if only and not any(o.lower() in name.lower() for o in only):
             continue
         for seed in seeds:
@@ -97,10 +121,14 @@ def run_task(task: str, frame: pd.DataFrame, seeds: list[int], epochs: int, quic
             pred = model.predict(ev)
             m = regression_metrics(ev[label].to_numpy(), pred)
             rec = {"task": task, "model": name, "seed": seed, "fit_seconds": round(fit_s, 1),
+                   "score_split": score_split,
                    "n_train": len(tr), "n_eval": len(ev), **{k: float(v) for k, v in m.items()}}
             if key == "rqreg":
                 rec["target"] = cfg.target
                 rec["epochs_run"] = model.train_result.epochs_run
+            if hasattr(model, "train_result") and hasattr(model.train_result, "best_metric"):
+                rec["best_val_mae"] = float(model.train_result.best_metric)
+                rec["best_epoch"] = int(model.train_result.best_epoch)
             records.append(rec)
             print(json.dumps(rec), flush=True)
     return records
@@ -132,6 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", default=None, help="substrings of model names to run")
     ap.add_argument("--quick", action="store_true", help="1 seed, 10k train rows, 2 epochs")
     ap.add_argument("--json", default=None, help="write the records as JSON here")
+    ap.add_argument("--rqreg", nargs="*", default=None, metavar="NAME:key=value,...",
+                    help="extra RQ-Reg rows, e.g. 'RQ-Reg (d0.1):huber_delta=0.1,layer_mask=True'")
+    ap.add_argument("--score-split", default="eval", choices=["eval", "val"],
+                    help="split the metrics are computed on ('val' for model selection)")
+    ap.add_argument("--batch-size", type=int, default=256, help="neural models' batch")
+    ap.add_argument("--lr", type=float, default=1e-3, help="neural models' AdamW lr")
     ap.add_argument("--cache-dir", default=os.environ.get("QUANTREC_BENCH_CACHE", "/tmp/quantrec_bench"))
     a = ap.parse_args(argv)
     if a.quick:
@@ -142,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"run_date {a.run_date}, windows {WINDOWS}", flush=True)
     records = []
     for task in a.tasks:
-        records += run_task(task, tables[task], a.seeds, a.epochs, a.quick, a.max_train_rows, a.only)
+        records += run_task(task, tables[task], a.seeds, a.epochs, a.quick, a.max_train_rows, a.only,
+                            a.rqreg, a.score_split, a.batch_size, a.lr)
     gmv_cols = ["MAE", "XAUC", "Norm-Gini", "Spearman"]
     ltv_cols = ["MAE", "Norm-Gini", "Spearman", "Norm-Gini(+)", "Spearman(+)"]
     for task, cols in (("gmv", gmv_cols), ("ltv", ltv_cols)):

@@ -23,6 +23,8 @@ Network (B = batch, E = code_emb_dim, d = d_model, V = vocab):
 
 Loss = [NLL(codes)] + lambda1 * Huber(cumulative r, cumulative q; delta)
        + lambda2 * RnC(concat(e_1..e_L), z; temperature)   (vectorised, O(B^2 log B))
+       [+ lambda3 * Huber(y_hat, min(y, clip); value_delta)]  (off by default; not in the
+       paper: a term on the de-transformed prediction, in label units, the MAE's scale)
 
 Ablation switches: ``use_nll``, ``use_rnc``, ``use_regressor`` (False: r_t = the
 expected centroid value under softmax(logits_t), no error regressor), ``schedule``
@@ -154,6 +156,8 @@ class RQRegConfig:
     lambda1: float = 1.0
     lambda2: float = 0.1
     huber_delta: float = 10.0        # z units (authors: 10 on labels in [0, 6])
+    lambda3: float = 0.0             # off (paper): + lambda3 * Huber on the de-transformed
+    value_delta: float = 1.0         #   prediction vs the clipped label, label units (GMV)
     rnc_temperature: float = 2.0
     use_nll: bool = True
     use_rnc: bool = True
@@ -403,6 +407,11 @@ class RQRegModel(NeuralModel):
         huber = F.huber_loss(prev + steps, torch.cumsum(q, 1), delta=cfg.huber_delta)
         loss = cfg.lambda1 * huber
         parts = {"huber": float(huber.detach())}
+        if cfg.lambda3 > 0:  # not in the paper: the metric's (label) scale, not z
+            value = F.huber_loss(self.from_z(out["z_hat"]).float(), self.from_z(batch["z"]).float(),
+                                 delta=cfg.value_delta)
+            loss = loss + cfg.lambda3 * value
+            parts["value"] = float(value.detach())
         if cfg.use_nll:
             nll = F.cross_entropy(out["logits"].reshape(-1, net_v(net)), batch["tok"].reshape(-1),
                                   ignore_index=PAD)

@@ -121,3 +121,17 @@ def test_configs_serialise_and_paper_size():
     back = config_from_json(RQRegConfig, config_to_json(p))
     assert back == p
     assert set(MODELS) == {"rqreg", "wlr", "mlp", "lgbm"}
+
+
+def test_value_scale_huber_switch_is_off_by_default_and_trains(gmv_frames):
+    assert RQRegConfig().lambda3 == 0.0 and RQRegConfig.paper().lambda3 == 0.0
+    tr, va, ev = gmv_frames
+    cfg = _tiny(lambda3=0.1, value_delta=1.0)
+    cfg.train.epochs = 1
+    m = RQRegModel(cfg)
+    res = m.fit(tr, va)
+    assert "value" in res.history[0] and np.isfinite(res.history[0]["value"])
+    assert np.isfinite(m.predict(ev)).all()
+    off = RQRegModel(_tiny())
+    off.train_result = off.fit(tr, va)
+    assert "value" not in off.train_result.history[0]
