@@ -57,15 +57,22 @@ def run_pipeline_locally(pipeline: Callable, arguments: dict[str, Any],
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in root.iterdir()}
-    # KFP leaves workspace folders in the temp dir: give it one we remove ourselves.
-    workspace = tempfile.mkdtemp(prefix="quantrec-kfp-workspace-")
+    # KFP leaves its workspace and every task's `mktemp -d` component folder in the temp
+    # dir: point the tasks' TMPDIR (mktemp and tempfile honour it) at a folder we remove.
+    scratch = tempfile.mkdtemp(prefix="quantrec-local-run-")
+    old_tmpdir = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = scratch
     try:
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-                   workspace_root=workspace, raise_on_error=True)
+                   workspace_root=os.path.join(scratch, "workspace"), raise_on_error=True)
         task = pipeline(**arguments)
         outputs = dict(getattr(task, "outputs", {}) or {})
     finally:
-        shutil.rmtree(workspace, ignore_errors=True)
+        if old_tmpdir is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old_tmpdir
+        shutil.rmtree(scratch, ignore_errors=True)
     new = [p for p in root.iterdir() if p.is_dir() and p.name not in before]
     run_dir = max(new, key=lambda p: p.stat().st_mtime) if new else None
     return LocalRun(run_dir=run_dir, outputs=outputs)

@@ -38,6 +38,9 @@ def test_offline_report_compares_rqreg_with_wlr(passing_run):
 
 
 def test_failing_validation_publishes_nothing(tmp_path, real_slice):
+    import glob
+    import tempfile
+    before = set(glob.glob(f"{tempfile.gettempdir()}/tmp.*"))
     run = run_pipeline_locally(daily_pipeline, {"run_date": "2011-08-01", "data": real_slice,
                                                 "spec": "", "config": SLICE_CONFIG}, pipeline_root=tmp_path)
     assert run.task_dirs() == ["validate-data"]
@@ -47,3 +50,5 @@ def test_failing_validation_publishes_nothing(tmp_path, real_slice):
     reports = run.reports()
     assert len(reports) == 1 and reports[0].parent.name == "validate-data"
     assert "fresh" in reports[0].read_text().lower()
+    # the run leaves no component / workspace folders in the system temp dir
+    assert set(glob.glob(f"{tempfile.gettempdir()}/tmp.*")) <= before

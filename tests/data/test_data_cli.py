@@ -42,3 +42,12 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert main(["tasks", "--out", str(tmp_path), "--date", "2009-01-01"]) == 2
     err = capsys.readouterr().err
     assert "no rows before 2009-01-01" in err and "2009-12-01" in err and "Traceback" not in err
+
+
+def test_cli_validate_exit_codes(tmp_path, capsys):
+    ok = main(["validate", "--date", "2011-12-10", "--out", str(tmp_path / "ok")])
+    assert ok == 0 and "passed" in capsys.readouterr().out
+    assert (tmp_path / "ok" / "validation.html").exists()
+    stale = main(["validate", "--date", "2012-03-01", "--out", str(tmp_path / "stale")])
+    out = capsys.readouterr().out
+    assert stale == 1 and "FAILED" in out and "fresh" in out.lower()
