@@ -50,4 +50,4 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     assert (tmp_path / "ok" / "validation.html").exists()
     stale = main(["validate", "--date", "2012-03-01", "--out", str(tmp_path / "stale")])
     out = capsys.readouterr().out
-    assert stale == 1 and "FAILED" in out and "fresh" in out.lower()
+    assert stale == 1 and "FAILED" in out and "newest data at most 14 days" in out and "83" in out
