@@ -29,6 +29,7 @@ from quantrec.training.trainer import TrainConfig  # noqa: E402
 
 VARIANTS: dict[str, tuple[str, dict]] = {
     "RQ-Reg (full)": ("Table 3", {}),
+    "paper loss (delta 10, no layer mask)": ("loss", {"huber_delta": 10.0, "layer_mask": False}),
     "w/o NLL": ("Table 3", {"use_nll": False}),
     "w/o RnC": ("Table 3", {"use_rnc": False}),
     "w/o regressor": ("Table 3", {"use_regressor": False}),

@@ -135,3 +135,11 @@ def test_value_scale_huber_switch_is_off_by_default_and_trains(gmv_frames):
     off = RQRegModel(_tiny())
     off.train_result = off.fit(tr, va)
     assert "value" not in off.train_result.history[0]
+
+
+def test_small_default_differs_from_paper_only_as_documented():
+    s, p = RQRegConfig.small(), RQRegConfig.paper()
+    assert (s.huber_delta, s.layer_mask, s.d_model) == (1.0, True, 64)
+    assert (p.huber_delta, p.layer_mask, p.d_model, p.first_layer) == (10.0, False, 512, "kmeans")
+    assert (s.layers, s.codebook_size, s.lambda1, s.lambda2) == (p.layers, p.codebook_size, p.lambda1, p.lambda2)
+    assert RQRegConfig.small(huber_delta=10.0).huber_delta == 10.0   # overrides still win
