@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -15,14 +14,17 @@ from quantrec.models.rqreg import RQRegConfig
 from quantrec.training.ddp import run
 from quantrec.training.trainer import TrainConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from models_synth import make_gmv_frame  # noqa: E402
+from quantrec.data.tasks import build_gmv_task
+from quantrec.data.windows import WindowConfig, compute_windows
 
 
-def test_two_process_ddp_matches_single_process(tmp_path):
-    df = make_gmv_frame(700, seed=2)
+def test_two_process_ddp_matches_single_process(tmp_path, real_lines):
+    # a small slice of the real GMV task: September 2011
+    lines = real_lines[(real_lines["day"] >= "2011-09-01") & (real_lines["day"] < "2011-10-01")]
+    df = build_gmv_task(lines, compute_windows(lines["day"], "2011-09-30",
+                                               WindowConfig(eval_days=1, val_days=3, train_days=20)))
     tr = df[df.split == "train"].head(384)           # 6 global batches of 64, 32 per rank
-    va = df[df.split == "val"]
+    va = df[df.split == "val"].head(300)
     tr.to_parquet(tmp_path / "train.parquet")
     va.to_parquet(tmp_path / "val.parquet")
     # dropout off and no batch-coupled loss (RnC): then DDP == single process exactly
