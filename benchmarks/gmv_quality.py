@@ -98,7 +98,8 @@ def model_grid(task: str, epochs: int, quick: bool, extra: list[str] | None = No
 
 def run_task(task: str, frame: pd.DataFrame, seeds: list[int], epochs: int, quick: bool,
              max_train_rows: int | None, only: list[str] | None, extra: list[str] | None = None,
-             score_split: str = "eval", batch_size: int = 256, lr: float = 1e-3) -> list[dict]:
+             score_split: str = "eval", batch_size: int = 256, lr: float = 1e-3,
+             peer_rows: int = 0) -> list[dict]:
     label = "gmv" if task == "gmv" else "ltv"
     tr = frame[frame.split == "train"].reset_index(drop=True)
     va = frame[frame.split == "val"].reset_index(drop=True)
@@ -106,7 +107,15 @@ def run_task(task: str, frame: pd.DataFrame, seeds: list[int], epochs: int, quic
     if max_train_rows and len(tr) > max_train_rows:
         tr = tr.sample(max_train_rows, random_state=0).reset_index(drop=True)
     records = []
-    for name, (key, cfg) in model_grid(task, epochs, quick, extra, batch_size, lr).items():
+    grid = model_grid(task, epochs, quick, extra, batch_size, lr)
+    subsets = {name: tr for name in grid}
+    if peer_rows and len(tr) > peer_rows:  # peers also on a subsample (their val-preferred size)
+        sub = tr.sample(peer_rows, random_state=0).reset_index(drop=True)
+        for name in ("LightGBM (L1)", "MLP (Huber on log1p)", "WLR"):
+            grid[f"{name}, {peer_rows // 1000}k train rows"] = grid[name]
+            subsets[f"{name}, {peer_rows // 1000}k train rows"] = sub
+    for name, (key, cfg) in grid.items():
+        tr = subsets[name]
         if only and not any(o.lower() in name.lower() for o in only):
             continue
         for seed in seeds:
@@ -129,6 +138,9 @@ def run_task(task: str, frame: pd.DataFrame, seeds: list[int], epochs: int, quic
             if hasattr(model, "train_result") and hasattr(model.train_result, "best_metric"):
                 rec["best_val_mae"] = float(model.train_result.best_metric)
                 rec["best_epoch"] = int(model.train_result.best_epoch)
+            elif key == "lgbm":
+                rec["best_val_mae"] = float(model.booster.best_score["valid_0"]["l1"])
+                rec["best_iteration"] = int(model.booster.best_iteration)
             records.append(rec)
             print(json.dumps(rec), flush=True)
     return records
@@ -166,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="split the metrics are computed on ('val' for model selection)")
     ap.add_argument("--batch-size", type=int, default=256, help="neural models' batch")
     ap.add_argument("--lr", type=float, default=1e-3, help="neural models' AdamW lr")
+    ap.add_argument("--peer-rows", type=int, default=0,
+                    help="also run LightGBM (L1) / MLP / WLR on a subsample of this many train rows")
     ap.add_argument("--cache-dir", default=os.environ.get("QUANTREC_BENCH_CACHE", "/tmp/quantrec_bench"))
     a = ap.parse_args(argv)
     if a.quick:
@@ -177,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     records = []
     for task in a.tasks:
         records += run_task(task, tables[task], a.seeds, a.epochs, a.quick, a.max_train_rows, a.only,
-                            a.rqreg, a.score_split, a.batch_size, a.lr)
+                            a.rqreg, a.score_split, a.batch_size, a.lr, a.peer_rows)
     gmv_cols = ["MAE", "XAUC", "Norm-Gini", "Spearman"]
     ltv_cols = ["MAE", "Norm-Gini", "Spearman", "Norm-Gini(+)", "Spearman(+)"]
     for task, cols in (("gmv", gmv_cols), ("ltv", ltv_cols)):
