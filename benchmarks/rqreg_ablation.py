@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-date", default=RUN_DATE)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--max-train-rows", type=int, default=50_000)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--max-train-rows", type=int, default=100_000)
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--quick", action="store_true", help="5k train rows, 1 epoch, 4 variants")
     ap.add_argument("--json", default=None)
@@ -79,18 +79,28 @@ def main(argv: list[str] | None = None) -> None:
             m.fit(tr, va)
             met = regression_metrics(ev.gmv.to_numpy(), m.predict(ev))
             rec = {"table": table, "variant": name, "seed": seed, "fit_seconds": round(time.time() - t0, 1),
+                   "epochs_run": m.train_result.epochs_run, "best_epoch": m.train_result.best_epoch,
+                   "val_MAE": m.train_result.best_metric,
                    "MAE": met["MAE"], "XAUC": met["XAUC"], "Spearman": met["Spearman"]}
             records.append(rec)
             print(json.dumps(rec), flush=True)
+            if a.json:  # after every run, so an interrupted run keeps what finished
+                Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+                with open(a.json, "w") as f:
+                    json.dump({"run_date": a.run_date, "windows": WINDOWS, "n_train": len(tr),
+                               "epochs": a.epochs, "records": records}, f, indent=1)
     df = pd.DataFrame(records)
-    print("\n| table | variant | MAE | XAUC | Spearman | fit s |\n|---|---|---|---|---|---|")
+    print("\n| table | variant | val MAE | MAE | XAUC | Spearman | epochs (best) | fit s |\n"
+          "|---|---|---|---|---|---|---|---|")
     for (table, name), gm in df.groupby(["table", "variant"], sort=False):
-        print(f"| {table} | {name} | {gm.MAE.mean():.4f} | {gm.XAUC.mean():.4f} | {gm.Spearman.mean():.4f} | "
+        print(f"| {table} | {name} | {gm.val_MAE.mean():.3f} | {gm.MAE.mean():.3f} | {gm.XAUC.mean():.4f} | "
+              f"{gm.Spearman.mean():.4f} | {gm.epochs_run.mean():.0f} ({gm.best_epoch.mean() + 1:.0f}) | "
               f"{gm.fit_seconds.mean():.0f} |")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         with open(a.json, "w") as f:
-            json.dump({"run_date": a.run_date, "windows": WINDOWS, "records": records}, f, indent=1)
+            json.dump({"run_date": a.run_date, "windows": WINDOWS, "n_train": len(tr), "epochs": a.epochs,
+                       "records": records}, f, indent=1)
 
 
 if __name__ == "__main__":
