@@ -139,7 +139,17 @@ def test_value_scale_huber_switch_is_off_by_default_and_trains(gmv_frames):
 
 def test_small_default_differs_from_paper_only_as_documented():
     s, p = RQRegConfig.small(), RQRegConfig.paper()
-    assert (s.huber_delta, s.layer_mask, s.d_model) == (1.0, True, 64)
-    assert (p.huber_delta, p.layer_mask, p.d_model, p.first_layer) == (10.0, False, 512, "kmeans")
+    assert (s.huber_delta, s.layer_mask, s.use_regressor, s.d_model) == (1.0, True, False, 64)
+    assert (p.huber_delta, p.layer_mask, p.use_regressor, p.d_model, p.first_layer) == (10.0, False, True, 512, "kmeans")
     assert (s.layers, s.codebook_size, s.lambda1, s.lambda2) == (p.layers, p.codebook_size, p.lambda1, p.lambda2)
     assert RQRegConfig.small(huber_delta=10.0).huber_delta == 10.0   # overrides still win
+
+
+def test_without_regressor_the_net_has_no_unused_regressor_parameters(gmv_frames):
+    tr, va, ev = gmv_frames
+    m = RQRegModel(_tiny(use_regressor=False))
+    m.fit(tr, va)
+    names = [n for n, _ in m.net.named_parameters()]
+    assert not any(n.startswith(("regressor.", "error_regressor.")) for n in names)
+    steps = m.predict_steps(ev)
+    assert np.allclose(steps[:, -1], 0.0)            # no error term without the regressor
