@@ -86,6 +86,8 @@ def model_grid(task: str, epochs: int, quick: bool, extra: list[str] | None = No
     }
     grid["RQ-Reg (delta 1, layer mask)"] = ("rqreg", RQRegConfig(task=task, huber_delta=1.0, layer_mask=True,
                                                                  train=tc()))
+    # the daily default's loss / decoding (RQRegConfig.small()), with the shared train settings
+    grid["RQ-Reg (small(): delta 1, layer mask, w/o regressor)"] = ("rqreg", RQRegConfig.small(task=task, train=tc()))
     if not quick:
         grid["LightGBM (Tweedie)"] = ("lgbm", LGBMConfig(task=task, objective="tweedie", num_boost_round=rounds,
                                                              params={**LGBMConfig().params, "num_threads": 1}))

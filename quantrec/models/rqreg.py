@@ -183,7 +183,9 @@ class RQRegConfig:
           under its (layer-masked) softmax, as the paper's "w/o regressor" ablation,
           instead of a regressor MLP on the logits; on our GMV data it had the lower
           val MAE in the ablation and in all 3 seeds on the full split (and the better
-          eval MAE / XAUC), so the default decodes from the codebook directly;
+          eval MAE / XAUC), so the default decodes from the codebook directly. Caveat:
+          it needs enough training (>= ~100k rows, several epochs); on 10k rows x 2
+          epochs or the 2k-row LTV table it is much worse than with the regressor;
         * AdamW 1e-3, batch 256, up to 10 epochs with early stopping on val MAE
           (patience 3) instead of 5e-4 / 50 epochs: the runs stop improving on val
           within 5-10 epochs at this size.
