@@ -38,12 +38,15 @@ class ModelsConfig:
 
     preset: "small" (the daily default: minutes on 2 cores) or "paper" (the authors'
     sizes: d_model 512, 50 epochs; hours on CPU, meant for a cluster).
-    max_train_rows: train on the most recent this-many training rows (None = all).
+    max_train_rows: train on the most recent this-many training rows; 0 = all rows
+        (KFP dict parameters cannot carry null). The default keeps `make run` within a
+        few minutes on 2 cores; the benchmark-selected setting is 0 (all rows: -0.19 MAE,
+        benchmarks/RESULTS.md gmv_quality), recommended on a cluster.
     rqreg / wlr: overrides of the preset's fields, e.g. {"train": {"epochs": 2}}.
     """
 
     preset: str = "small"
-    max_train_rows: int | None = 100_000
+    max_train_rows: int = 100_000
     rqreg: dict = field(default_factory=dict)
     wlr: dict = field(default_factory=dict)
 
@@ -56,13 +59,15 @@ class ModelsConfig:
         return build_dataclass(cls, _merge(base, getattr(self, name)))
 
 
-def _splits(gmv_path: str, max_train_rows: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _splits(gmv_path: str, max_train_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame = read_table(gmv_path)
     tr = frame[frame[S.SPLIT] == "train"].sort_values(S.TS, kind="stable")
     va = frame[frame[S.SPLIT] == "val"]
     if tr.empty or va.empty:
         raise ValueError(f"{gmv_path}: the GMV table needs train and val rows "
                          f"(has {len(tr)} train, {len(va)} val)")
+    if max_train_rows < 0:
+        raise ValueError(f"models.max_train_rows must be >= 0 (0 = all rows), got {max_train_rows}")
     if max_train_rows and len(tr) > max_train_rows:
         tr = tr.iloc[-max_train_rows:]  # the most recent rows: prices and customers drift
     return tr.reset_index(drop=True), va.reset_index(drop=True)
@@ -82,7 +87,7 @@ def fit_codebook_stage(gmv_path: str, config: ModelsConfig, codebook_path: str, 
     from quantrec.models.rqreg import RQRegModel
 
     cfg = config.model_config("rqreg")
-    y = _splits(gmv_path, None)[0][S.VALUE].to_numpy(np.float64)  # every training label
+    y = _splits(gmv_path, 0)[0][S.VALUE].to_numpy(np.float64)  # every training label
     if reuse_path:
         chosen = load_codebook(reuse_path)
         if not isinstance(chosen, TargetCodebook):
