@@ -72,6 +72,31 @@ class FeatureEncoder(nn.Module):
         return self.mlp(torch.cat(parts, dim=1))  # (B, out_dim)
 
 
+@dataclasses.dataclass
+class ScalarNetConfig:
+    """Fields and presets shared by the one-output models (WLR, MLP) over ScalarNet."""
+
+    task: str = "gmv"
+    cat_mode: str = "index"
+    min_count: int = 2
+    emb_dim: int = 16
+    d_model: int = 64
+    dropout: float = 0.1
+    train: TrainConfig = dataclasses.field(
+        default_factory=lambda: TrainConfig(epochs=6, batch_size=512, lr=2e-3))
+
+    @classmethod
+    def small(cls, **kw: Any) -> Any:
+        """The daily default."""
+        return cls(**kw)
+
+    @classmethod
+    def paper(cls, **kw: Any) -> Any:
+        """Same width / optimiser as the authors' RQ-Reg, for a like-for-like comparison."""
+        kw.setdefault("train", TrainConfig(epochs=50, batch_size=256, lr=5e-4, patience=5))
+        return cls(d_model=512, emb_dim=64, **kw)
+
+
 class ScalarNet(nn.Module):
     """FeatureEncoder -> ReLU -> Linear: one number per row (WLR's logit, the MLP's
     log1p value). forward(num (B, F), cat (B, C)) -> (B,). ``cfg`` has emb_dim,

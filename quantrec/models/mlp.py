@@ -4,37 +4,21 @@ what MAE rewards)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantrec.models.base import NeuralModel, ScalarNet
-from quantrec.training.trainer import Batch, StepContext, TrainConfig
+from quantrec.models.base import NeuralModel, ScalarNet, ScalarNetConfig
+from quantrec.training.trainer import Batch, StepContext
 
 
 @dataclass
-class MLPConfig:
-    task: str = "gmv"
-    cat_mode: str = "index"
-    min_count: int = 2
-    emb_dim: int = 16
-    d_model: int = 64
-    dropout: float = 0.1
+class MLPConfig(ScalarNetConfig):
     loss: str = "huber"          # "huber" | "mse", on log1p(value)
     huber_delta: float = 1.0     # log1p units
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=512, lr=2e-3))
-
-    @classmethod
-    def small(cls, **kw) -> "MLPConfig":
-        return cls(**kw)
-
-    @classmethod
-    def paper(cls, **kw) -> "MLPConfig":
-        kw.setdefault("train", TrainConfig(epochs=50, batch_size=256, lr=5e-4, patience=5))
-        return cls(d_model=512, emb_dim=64, **kw)
 
 
 class MLPModel(NeuralModel):

@@ -9,37 +9,20 @@ otherwise dominate the gradient; set 1.0 to disable).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantrec.models.base import NeuralModel, ScalarNet
-from quantrec.training.trainer import Batch, StepContext, TrainConfig
+from quantrec.models.base import NeuralModel, ScalarNet, ScalarNetConfig
+from quantrec.training.trainer import Batch, StepContext
 
 
 @dataclass
-class WLRConfig:
-    task: str = "gmv"
-    cat_mode: str = "index"
-    min_count: int = 2
-    emb_dim: int = 16
-    d_model: int = 64
-    dropout: float = 0.1
+class WLRConfig(ScalarNetConfig):
     clip_quantile: float = 0.999
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=512, lr=2e-3))
-
-    @classmethod
-    def small(cls, **kw) -> "WLRConfig":
-        return cls(**kw)
-
-    @classmethod
-    def paper(cls, **kw) -> "WLRConfig":
-        """Same width / optimiser as the authors' RQ-Reg, for a like-for-like baseline."""
-        kw.setdefault("train", TrainConfig(epochs=50, batch_size=256, lr=5e-4, patience=5))
-        return cls(d_model=512, emb_dim=64, **kw)
 
 
 class WLRModel(NeuralModel):
