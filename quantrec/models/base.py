@@ -19,6 +19,7 @@ from torch import nn
 
 from quantrec.data import schema
 from quantrec.models.features import FeaturePipeline, FeatureSpec
+from quantrec.dataclass_io import build_dataclass
 from quantrec.training import checkpoints as ck
 from quantrec.training.trainer import Batch, StepContext, TrainConfig, TrainResult, set_seed, train
 
@@ -31,11 +32,7 @@ def config_to_json(cfg: Any) -> dict[str, Any]:
 
 def config_from_json(cls: type, d: dict[str, Any]) -> Any:
     """Inverse of ``config_to_json``; unknown keys are ignored (forward compatible)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    kw = {k: v for k, v in d.items() if k in names}
-    if isinstance(kw.get("train"), dict):
-        kw["train"] = TrainConfig.from_json(kw["train"])
-    return cls(**kw)
+    return build_dataclass(cls, d, strict=False)
 
 
 def task_spec(task: str, mode: str = "index", min_count: int = 2) -> FeatureSpec:

@@ -22,3 +22,15 @@ def test_kfp_floats_become_ints_and_round_trip():
 def test_config_typos_and_bad_values_are_named(raw, message):
     with pytest.raises(ValueError, match=message):
         RunConfig.from_dict(raw)
+
+
+def test_saved_model_configs_load_leniently_at_every_level():
+    from quantrec.models.base import config_from_json, config_to_json
+    from quantrec.models.rqreg import RQRegConfig
+    saved = config_to_json(RQRegConfig.small())
+    saved["removed_field"] = 1
+    saved["train"]["also_removed"] = 2
+    saved["train"]["epochs"] = 3.0  # as JSON / KFP may carry it
+    back = config_from_json(RQRegConfig, saved)
+    assert back.train.epochs == 3 and isinstance(back.train.epochs, int)
+    assert back == RQRegConfig.small(train=type(back.train)(**{**config_to_json(RQRegConfig.small())["train"], "epochs": 3}))
