@@ -90,8 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from pipelines.compile import compile_all
-    for path in compile_all(args.out):
+    from pipelines.compile import COMPILED_DIR, compile_all
+    for path in compile_all(args.out or COMPILED_DIR):
         print(path)
     return 0
 
@@ -150,9 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "out", "x") is None:
-        from pipelines.compile import COMPILED_DIR
-        args.out = str(COMPILED_DIR)
     try:
         return args.func(args)
     except ValueError as exc:  # our DataError / SpecError / WindowError / config errors

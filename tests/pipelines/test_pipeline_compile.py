@@ -52,3 +52,9 @@ def test_dockerfile_installs_every_package_the_components_import():
     assert "torch==2.13.0" in text and "pip install ." in text
     for pkg in ("quantrec", "validation", "components", "pipelines"):
         assert f"COPY {pkg} ./{pkg}" in text
+
+
+def test_cli_compile_writes_the_checked_in_yaml(tmp_path):
+    from pipelines.cli import main
+    assert main(["compile", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "daily.yaml").read_text() == (COMPILED_DIR / "daily.yaml").read_text()
