@@ -1,5 +1,5 @@
-"""Generic trainer (AdamW, early stopping, safetensors checkpoints, resume, DDP) and
-scheduled-sampling schedules."""
+"""Generic training machinery that knows no model: the trainer (AdamW, early stopping,
+safetensors checkpoints, resume, DDP), checkpoints, warm start, scheduled sampling."""
 
 from quantrec.training.trainer import (StepContext, TrainConfig, TrainingDiverged, TrainResult,
                                        set_seed, train)

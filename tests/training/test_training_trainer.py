@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from quantrec.training import checkpoints as ck
-from quantrec.training.schedules import authors_sampling_prob, paper_sampling_prob, sampling_prob
+from quantrec.training.scheduled_sampling import authors_sampling_prob, paper_sampling_prob, sampling_prob
 from quantrec.training.trainer import TrainConfig, TrainingDiverged, train
 
 
