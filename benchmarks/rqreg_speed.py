@@ -41,7 +41,8 @@ def _batch(B: int, L: int, K: int, g: torch.Generator) -> dict[str, torch.Tensor
 def time_model(cfg: RQRegConfig, batch: int, steps: int, infer_batch: int) -> dict[str, float]:
     L, K = cfg.layers, cfg.codebook_size
     book = RQCodebook.fit(np.random.default_rng(0).lognormal(1.0, 1.0, 20_000).clip(0, 6), layers=L, size=K)
-    model = RQRegModel(cfg, codebook=book)
+    model = RQRegModel(cfg)
+    model.codebook = book  # the network only needs the vocabulary values of a z-space codebook
     net = RQRegNet(N_NUM, CARDS, cfg, model._vocab_values(), L)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.train.lr)
     g = torch.Generator().manual_seed(0)

@@ -6,6 +6,11 @@ codebook, so they must travel with it: a codebook reused on a later day (the
 champion's) is read with the transform it was fitted with, never a re-fitted one.
 ``TargetCodebook`` saves both in one JSON file and exposes encode / decode in label
 units, so the reconstruction report measures errors in GMV.
+
+A codebook may carry its provenance (``quantrec.codebook.provenance``: fit window,
+dataset fingerprint, reference sketch of the training labels) in the same JSON under
+the key ``"provenance"``; codebooks saved without one load unchanged (``provenance``
+is None) and a codebook without one saves exactly as before.
 """
 
 from __future__ import annotations
@@ -47,8 +52,12 @@ class TargetTransform:
         v = np.clip(np.asarray(y, dtype=np.float64), 0.0, self.clip)
         return (np.log1p(v) if self.kind == "log1p" else v) * self.scale
 
-    def from_z(self, z: Any) -> np.ndarray:
-        """(n,) z -> (n,) labels (>= 0)."""
+    def from_z(self, z: Any) -> Any:
+        """(n,) z -> (n,) labels (>= 0). A torch tensor stays a (differentiable, float64)
+        tensor, so models decode with this same function (no torch import here)."""
+        if hasattr(z, "clamp"):  # torch.Tensor
+            v = z.double().clamp(min=0.0) / self.scale
+            return v.clamp(max=30.0).expm1() if self.kind == "log1p" else v
         v = np.clip(np.asarray(z, dtype=np.float64), 0.0, None) / self.scale
         return np.expm1(np.minimum(v, 30.0)) if self.kind == "log1p" else v
 
@@ -57,11 +66,32 @@ class TargetTransform:
 
 
 class TargetCodebook(JsonArtifact):
-    """transform + codebook (in z). encode/decode take and return label units."""
+    """transform + codebook (in z). encode/decode take and return label units.
 
-    def __init__(self, transform: TargetTransform, codebook: Any) -> None:
+    ``provenance``: a ``CodebookProvenance`` describing the fit (None for codebooks
+    fitted or saved before provenance existed); attach one with ``with_provenance``.
+    """
+
+    def __init__(self, transform: TargetTransform, codebook: Any, provenance: Any = None) -> None:
         self.transform = transform
         self.codebook = codebook
+        self.provenance = provenance
+
+    def digest(self) -> str:
+        """sha256 of the transform + inner codebook (provenance excluded)."""
+        from quantrec.codebook.provenance import codebook_digest
+        return codebook_digest(self)
+
+    def with_provenance(self, provenance: Any) -> "TargetCodebook":
+        """A copy of this codebook carrying ``provenance`` (built for THIS codebook:
+        its ``codebook_digest`` must match, else ProvenanceError)."""
+        from quantrec.codebook.provenance import CodebookProvenance, ProvenanceError
+        if not isinstance(provenance, CodebookProvenance):
+            raise ProvenanceError(f"with_provenance expects a CodebookProvenance, got {type(provenance).__name__}")
+        if provenance.codebook_digest != self.digest():
+            raise ProvenanceError("this provenance was built for another codebook (codebook_digest differs); "
+                                  "build it with build_provenance(y_train, <this codebook>, ...)")
+        return TargetCodebook(self.transform, self.codebook, provenance)
 
     @classmethod
     def fit(cls, y: Any, transform: str = "log1p", clip_quantile: float = 0.999,
@@ -114,16 +144,30 @@ class TargetCodebook(JsonArtifact):
         return self.codebook.lengths
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "TargetCodebook", "transform": self.transform.to_dict(),
-                "codebook": self.codebook.to_dict()}
+        d = {"kind": "TargetCodebook", "transform": self.transform.to_dict(),
+             "codebook": self.codebook.to_dict()}
+        if self.provenance is not None:
+            d["provenance"] = self.provenance.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TargetCodebook":
+        """Inverse of ``to_dict``. A saved provenance must describe the saved codebook
+        (digest check): a hand-edited centroid list would otherwise be monitored
+        against the sketch of another codebook."""
         from quantrec.codebook import codebook_from_dict
+        from quantrec.codebook.provenance import CodebookProvenance, ProvenanceError
         if d.get("kind") != "TargetCodebook":
             raise ValueError(f"not a TargetCodebook: kind {d.get('kind')!r}")
-        return cls(TargetTransform(**d["transform"]), codebook_from_dict(d["codebook"]))
-
+        book = cls(TargetTransform(**d["transform"]), codebook_from_dict(d["codebook"]))
+        if d.get("provenance") is not None:
+            prov = CodebookProvenance.from_dict(d["provenance"])
+            if prov.codebook_digest != book.digest():
+                raise ProvenanceError("the saved provenance does not describe the saved codebook "
+                                      "(codebook_digest differs): the file was edited or assembled from two codebooks")
+            book.provenance = prov
+        return book
 
     def __repr__(self) -> str:
-        return f"TargetCodebook({self.transform}, {self.codebook!r})"
+        prov = "" if self.provenance is None else f", fitted {self.provenance.fit_window[0]}..{self.provenance.fit_window[1]}"
+        return f"TargetCodebook({self.transform}, {self.codebook!r}{prov})"

@@ -1,5 +1,19 @@
-"""Shared pieces of the neural models: the feature encoder, config (de)serialisation,
-frame -> tensor conversion, and the fit / predict / save / load plumbing.
+"""Shared pieces of the models: the model protocol, the feature encoder, config
+(de)serialisation, frame -> tensor conversion, and the fit / predict / save / load
+plumbing of the neural models.
+
+The protocol every model of ``quantrec.models.MODELS`` follows (stages and components
+read these declarations and never branch on a model's name)::
+
+    name: str                   registry key, also written into config.json
+    config_cls: type            dataclass with small(**kw) / paper(**kw) and a ``task`` field
+    output: str                 "value" (currency units) | "probability" (in [0, 1])
+    needs: frozenset[str]       extra inputs: "codebook" (the run's GMV codebook),
+                                "events" (the whole behaviour log)
+    warm_starts: bool           whether ``fit(init_from=champion)`` is supported
+    fit(train, val, inputs=None, out_dir=None, init_from=None) -> TrainResult
+    predict(frame, inputs=None) -> (n,) float64
+    save(path) / load(path)
 
 Model directory layout (every neural model): ``model.safetensors`` (weights),
 ``config.json`` ({"model": name, "config": ..., "state": ...}), ``features.json``
@@ -23,6 +37,27 @@ from quantrec.dataclass_io import build_dataclass
 from quantrec.training import checkpoints as ck
 from quantrec.training.trainer import Batch, StepContext, TrainConfig, TrainResult, set_seed, train
 
+#: label column of each task table
+LABELS: dict[str, str] = {"gmv": schema.VALUE, "ltv": schema.LTV_LABEL, "purchase": schema.LABEL}
+#: early-stopping / selection metric (lower is better) of each model output
+METRICS: dict[str, str] = {"value": "mae", "probability": "logloss"}
+OUTPUTS = tuple(METRICS)
+NEEDS = frozenset({"codebook", "events"})
+
+
+@dataclasses.dataclass
+class ModelInputs:
+    """What a model may need beyond the rows of its task table.
+
+    codebook: the run's GMV ``TargetCodebook`` (models whose ``needs`` has "codebook").
+    events: the events table, i.e. cleaned purchase lines strictly before run_date
+        (columns of ``schema``: user_id, item_id, order_id, ts, day, quantity,
+        unit_price, gmv, country), for models whose ``needs`` has "events".
+    """
+
+    codebook: Any | None = None
+    events: pd.DataFrame | None = None
+
 
 # ---- configs ---------------------------------------------------------------------------
 def config_to_json(cfg: Any) -> dict[str, Any]:
@@ -36,16 +71,34 @@ def config_from_json(cls: type, d: dict[str, Any]) -> Any:
 
 
 def task_spec(task: str, mode: str = "index", min_count: int = 2) -> FeatureSpec:
-    """Feature spec of a task ("gmv" | "ltv")."""
+    """Feature spec of a value task ("gmv" | "ltv")."""
     if task == "gmv":
         return FeatureSpec.gmv(mode=mode, min_count=min_count)
     if task == "ltv":
         return FeatureSpec.ltv(mode=mode, min_count=min_count)
-    raise ValueError(f"unknown task {task!r} (gmv|ltv)")
+    raise ValueError(f"unknown task {task!r} for the feature pipeline (gmv|ltv)")
 
 
 def label_column(task: str) -> str:
-    return schema.VALUE if task == "gmv" else schema.LTV_LABEL
+    """The label column of a task table; an unknown task is an error, never a default."""
+    try:
+        return LABELS[task]
+    except KeyError:
+        raise ValueError(f"unknown task {task!r}; known tasks: {sorted(LABELS)}") from None
+
+
+def metric_name(output: str) -> str:
+    """The model-selection metric of an output kind ("value" -> "mae", "probability" -> "logloss")."""
+    try:
+        return METRICS[output]
+    except KeyError:
+        raise ValueError(f"unknown model output {output!r}; known: {OUTPUTS}") from None
+
+
+def selection_metric(output: str, y: Any, pred: Any) -> float:
+    """The metric ``metric_name(output)`` of predictions ``pred`` (n,) for labels ``y`` (n,)."""
+    from quantrec.evaluation.metrics import logloss, mae
+    return float(mae(y, pred) if metric_name(output) == "mae" else logloss(y, pred))
 
 
 # ---- the shared encoder ----------------------------------------------------------------
@@ -113,13 +166,17 @@ class ScalarNet(nn.Module):
 class NeuralModel:
     """fit / predict / save / load for a torch model over the shared features.
 
-    Subclasses set ``name`` and ``config_cls`` and implement ``_prepare`` (fit-time
-    target state), ``_targets`` (frame -> extra training tensors), ``_build``,
-    ``_loss`` and ``_predict_tensor`` (value units, e.g. GMV).
+    Subclasses set ``name`` and ``config_cls`` (and ``output`` / ``needs`` when they
+    differ) and implement ``_prepare`` (fit-time target state), ``_targets`` (labels ->
+    extra training tensors), ``_build``, ``_loss`` and ``_predict_tensor`` (output units:
+    value, e.g. GMV, or probability).
     """
 
     name: ClassVar[str] = ""
     config_cls: ClassVar[type] = object
+    output: ClassVar[str] = "value"
+    needs: ClassVar[frozenset[str]] = frozenset()
+    warm_starts: ClassVar[bool] = True
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.config_cls()
@@ -127,9 +184,10 @@ class NeuralModel:
         self.net: nn.Module | None = None
         self.state: dict[str, Any] = {}
         self.train_result: TrainResult | None = None
+        self.warm_start_report: dict[str, Any] | None = None
 
     # -- hooks --
-    def _prepare(self, y_train: np.ndarray) -> None:
+    def _prepare(self, y_train: np.ndarray, inputs: ModelInputs) -> None:
         """Fit target-side state from the (n,) training labels (stored in self.state)."""
 
     def _targets(self, y: np.ndarray) -> dict[str, torch.Tensor]:
@@ -152,6 +210,11 @@ class NeuralModel:
     def label(self) -> str:
         return label_column(self.config.task)
 
+    @property
+    def metric(self) -> str:
+        """Early-stopping metric on the val split: MAE for values, logloss for probabilities."""
+        return metric_name(self.output)
+
     def tensors(self, frame: pd.DataFrame, with_targets: bool = True) -> Batch:
         """frame -> {"num": (n,F), "cat": (n,C), "y": (n,) raw labels, **targets}."""
         num, cat = self.features.transform(frame)
@@ -163,22 +226,22 @@ class NeuralModel:
         return out
 
     # -- public API --
-    def fit(self, frame_train: pd.DataFrame, frame_val: pd.DataFrame, config: Any | None = None,
-            out_dir: str | None = None, features: FeaturePipeline | None = None,
-            init_from: "NeuralModel | None" = None) -> TrainResult:
+    def fit(self, frame_train: pd.DataFrame, frame_val: pd.DataFrame, inputs: ModelInputs | None = None,
+            out_dir: str | None = None, init_from: "NeuralModel | None" = None,
+            features: FeaturePipeline | None = None) -> TrainResult:
         """Fit features (unless given) on ``frame_train``, train with early stopping on
-        the MAE of ``frame_val``; checkpoints go to ``out_dir`` (a temp dir if None; an
-        existing run there is resumed). ``init_from``: a trained model of the same kind
-        (the champion) whose weights start training (``training.warm_start``); its
-        report is kept in ``self.warm_start_report``. Leaves the best weights loaded."""
-        if config is not None:
-            self.config = config
+        ``self.metric`` over ``frame_val``; checkpoints go to ``out_dir`` (a temp dir if
+        None; an existing run there is resumed). ``inputs``: what ``needs`` declares.
+        ``init_from``: a trained model of the same kind (the champion) whose weights start
+        training (``training.warm_start``); its report is kept in
+        ``self.warm_start_report``. Leaves the best weights loaded."""
         cfg = self.config
+        inputs = inputs or ModelInputs()
         set_seed(cfg.train.seed)
         if cfg.train.num_threads:
             torch.set_num_threads(cfg.train.num_threads)
         self.features = features or FeaturePipeline(task_spec(cfg.task, cfg.cat_mode, cfg.min_count)).fit(frame_train)
-        self._prepare(frame_train[self.label].to_numpy(dtype=np.float64))
+        self._prepare(frame_train[self.label].to_numpy(dtype=np.float64), inputs)
         tr, va = self.tensors(frame_train), self.tensors(frame_val)
         set_seed(cfg.train.seed)
         self.net = self._build()
@@ -192,7 +255,7 @@ class NeuralModel:
             out_dir = tmp.name
         try:
             self.train_result = train(self.net, self._loss, tr, va, cfg.train, out_dir,
-                                      eval_fn=self._val_mae, model_config=self._config_json(),
+                                      eval_fn=self._val_metric, model_config=self._config_json(),
                                       epoch_hook=self._epoch_hook)
         finally:
             if tmp is not None:
@@ -200,9 +263,9 @@ class NeuralModel:
         self.net.eval()
         return self.train_result
 
-    def _val_mae(self, net: nn.Module, data: Batch) -> float:
+    def _val_metric(self, net: nn.Module, data: Batch) -> float:
         pred = self._predict_batched(net, data["num"], data["cat"])
-        return float((pred - data["y"].double()).abs().mean())
+        return selection_metric(self.output, data["y"].double().numpy(), pred.numpy())
 
     @torch.no_grad()
     def _predict_batched(self, net: nn.Module, num: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
@@ -214,8 +277,9 @@ class NeuralModel:
         net.train(was)
         return torch.cat(outs) if outs else torch.zeros(0, dtype=torch.float64)
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """(n,) float64 predicted value (GMV / LTV in currency units) for ``frame``."""
+    def predict(self, frame: pd.DataFrame, inputs: ModelInputs | None = None) -> np.ndarray:
+        """(n,) float64 prediction for ``frame``: value (GMV / LTV in currency units) or
+        probability, as ``output`` says."""
         if self.net is None or self.features is None:
             raise RuntimeError(f"{self.name}: call fit() or load() first")
         d = self.tensors(frame, with_targets=False)

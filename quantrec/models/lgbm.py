@@ -18,9 +18,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from quantrec.models.base import config_from_json, config_to_json, label_column, task_spec
+from quantrec.models.base import ModelInputs, config_from_json, config_to_json, label_column, task_spec
 from quantrec.models.features import FeaturePipeline
 from quantrec.training import checkpoints as ck
+from quantrec.training.trainer import TrainResult
 
 
 @dataclass
@@ -48,8 +49,15 @@ class LGBMConfig:
 
 
 class LGBMModel:
+    """The model protocol (``quantrec.models.base``) over a LightGBM booster. It does not
+    warm start: boosting from the champion's trees would keep splits on yesterday's
+    categorical indices, which the refitted feature pipeline renumbers."""
+
     name = "lgbm"
     config_cls = LGBMConfig
+    output = "value"
+    needs = frozenset()
+    warm_starts = False
 
     def __init__(self, config: LGBMConfig | None = None) -> None:
         self.config = config or LGBMConfig()
@@ -69,11 +77,17 @@ class LGBMModel:
             df[f"cat_{c}"] = cat[:, j].astype(np.int32)
         return df
 
-    def fit(self, frame_train: pd.DataFrame, frame_val: pd.DataFrame, config: LGBMConfig | None = None,
-            out_dir: str | None = None, features: FeaturePipeline | None = None) -> dict[str, Any]:
-        """Train with early stopping on validation L1; returns {"best_iteration", "best_score"}."""
-        if config is not None:
-            self.config = config
+    @property
+    def metric(self) -> str:
+        return "mae"
+
+    def fit(self, frame_train: pd.DataFrame, frame_val: pd.DataFrame, inputs: ModelInputs | None = None,
+            out_dir: str | None = None, init_from: "LGBMModel | None" = None,
+            features: FeaturePipeline | None = None) -> TrainResult:
+        """Train with early stopping on validation L1 (= MAE); ``out_dir`` is unused (a
+        booster trains in one go). Returns a TrainResult whose epochs are boosting rounds."""
+        if init_from is not None:
+            raise ValueError("lgbm does not warm start (warm_starts = False)")
         cfg = self.config
         self.features = features or FeaturePipeline(task_spec(cfg.task, cfg.cat_mode, cfg.min_count)).fit(frame_train)
         y_tr = frame_train[self.label].to_numpy(dtype=np.float64)
@@ -89,10 +103,12 @@ class LGBMModel:
         self.booster = lgb.train(params, dtr, num_boost_round=cfg.num_boost_round, valid_sets=[dva],
                                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
         self.state["best_iteration"] = int(self.booster.best_iteration)
-        return {"best_iteration": self.booster.best_iteration,
-                "best_score": float(self.booster.best_score["valid_0"]["l1"])}
+        best = float(self.booster.best_score["valid_0"]["l1"])
+        return TrainResult(best_checkpoint="", last_checkpoint="", history=[], best_epoch=self.booster.best_iteration,
+                           best_metric=best, epochs_run=int(self.booster.current_iteration()),
+                           stopped_early=self.booster.current_iteration() < cfg.num_boost_round)
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict(self, frame: pd.DataFrame, inputs: ModelInputs | None = None) -> np.ndarray:
         """(n,) float64 predicted value, clamped at 0."""
         if self.booster is None:
             raise RuntimeError("lgbm: call fit() or load() first")

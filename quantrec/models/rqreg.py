@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantrec.models.base import FeatureEncoder, NeuralModel
+from quantrec.models.base import FeatureEncoder, ModelInputs, NeuralModel
 from quantrec.training import checkpoints as ck
-from quantrec.training.schedules import sampling_prob
+from quantrec.training.scheduled_sampling import sampling_prob
 from quantrec.training.trainer import Batch, StepContext, TrainConfig
 
 PAD, BOS, N_SPECIAL = 0, 1, 2
@@ -310,34 +310,38 @@ class RQRegNet(nn.Module):
 
 # ---- model wrapper -----------------------------------------------------------------------
 class RQRegModel(NeuralModel):
-    """fit / predict / save / load; the codebook is saved as ``<dir>/codebook.json``.
+    """fit / predict / save / load; the codebook with its target transform is saved as
+    ``<dir>/codebook.json`` (a ``TargetCodebook``).
 
-    ``codebook``: a fitted quantizer in z units (e.g. from the pipeline's fit_codebook
-    stage, fitted on ``model.to_z(train_labels)``); None = fit one on the training rows.
+    The codebook comes from ``fit(inputs=ModelInputs(codebook=...))`` (the pipeline's
+    fit_codebook stage, built by ``fit_target_codebook``); without one the model fits its
+    own on the training rows.
     """
 
     name = "rqreg"
     config_cls = RQRegConfig
+    needs = frozenset({"codebook"})
 
-    def __init__(self, config: RQRegConfig | None = None, codebook: Any | None = None) -> None:
+    def __init__(self, config: RQRegConfig | None = None) -> None:
         super().__init__(config)
-        self.codebook = codebook
+        self.codebook = None            # the quantizer in z units
+        self.transform = None           # TargetTransform: labels <-> z
 
-    # -- target transform --
-    def _t(self, y: np.ndarray) -> np.ndarray:
-        return np.log1p(y) if self.config.target == "log1p" else y
-
+    # -- target transform (one implementation: codebook.target.TargetTransform) --
     def to_z(self, y: np.ndarray) -> np.ndarray:
         """(n,) raw labels -> (n,) z (clipped, transformed, scaled)."""
-        y = np.clip(np.asarray(y, dtype=np.float64), 0.0, self.state["clip"])
-        return self._t(y) * self.state["scale"]
+        return self.transform.to_z(y)
 
     def from_z(self, z: torch.Tensor) -> torch.Tensor:
-        """(n,) z -> (n,) raw-unit values (>= 0)."""
-        v = z.double().clamp(min=0.0) / self.state["scale"]
-        if self.config.target == "log1p":
-            v = torch.expm1(v.clamp(max=30.0))
-        return v
+        """(n,) z -> (n,) raw-unit values (>= 0), float64, differentiable."""
+        return self.transform.from_z(z)
+
+    def codebook_spec(self) -> dict[str, Any]:
+        """What the codebook this config asks for looks like: the fields a reused
+        (champion) codebook must match to be usable by this model."""
+        cfg = self.config
+        return {"method": cfg.quantizer, "layers": cfg.layers, "size": cfg.codebook_size,
+                "transform": cfg.target}
 
     def fit_target_codebook(self, y_train: np.ndarray):
         """The transform + codebook this config asks for, fitted on raw labels (n,).
@@ -352,22 +356,20 @@ class RQRegModel(NeuralModel):
                                   size=cfg.codebook_size, first_layer=cfg.first_layer,
                                   finish_below=cfg.finish_below, seed=cfg.train.seed)
 
-    def _prepare(self, y_train: np.ndarray) -> None:
-        from quantrec.codebook.target import TargetCodebook, TargetTransform
+    def _prepare(self, y_train: np.ndarray, inputs: ModelInputs) -> None:
+        from quantrec.codebook.target import TargetCodebook
         cfg = self.config
         if cfg.target not in ("log1p", "raw"):
             raise ValueError(f"unknown target {cfg.target!r} (log1p|raw)")
-        if self.codebook is None:
-            self.codebook = self.fit_target_codebook(y_train)
-        if isinstance(self.codebook, TargetCodebook):
-            # a handed-in (e.g. the champion's) codebook keeps the transform it was fitted with
-            tf = self.codebook.transform
-            if tf.kind != cfg.target:
-                raise ValueError(f"codebook was fitted on target {tf.kind!r}, the config says {cfg.target!r}")
-            self.codebook = self.codebook.codebook
-        else:  # a bare codebook in z units: fit the transform on these labels
-            tf = TargetTransform.fit(np.clip(y_train, 0, None), cfg.target, cfg.clip_quantile, cfg.target_max)
-        self.state = {"clip": tf.clip, "scale": tf.scale, "quantizer": self.codebook.method}
+        book = inputs.codebook if inputs.codebook is not None else self.fit_target_codebook(y_train)
+        if not isinstance(book, TargetCodebook):
+            raise ValueError("RQ-Reg needs a TargetCodebook (transform + codebook), e.g. from "
+                             f"fit_target_codebook; got {type(book).__name__}")
+        # a handed-in (e.g. the champion's) codebook keeps the transform it was fitted with
+        if book.transform.kind != cfg.target:
+            raise ValueError(f"codebook was fitted on target {book.transform.kind!r}, the config says {cfg.target!r}")
+        self.transform, self.codebook = book.transform, book.codebook
+        self.state = {"quantizer": self.codebook.method}
 
     # -- token view of any codebook --
     @property
@@ -462,12 +464,18 @@ class RQRegModel(NeuralModel):
             return self.net(d["num"], d["cat"])["steps"].numpy()
 
     def save(self, path: str) -> None:
+        from quantrec.codebook.target import TargetCodebook
         super().save(path)
-        self.codebook.save(ck.join(path, "codebook.json"))
+        TargetCodebook(self.transform, self.codebook).save(ck.join(path, "codebook.json"))
 
     def _after_load(self, path: str) -> None:
         from quantrec.codebook import load_codebook
-        self.codebook = load_codebook(ck.join(path, "codebook.json"))
+        from quantrec.codebook.target import TargetCodebook
+        book = load_codebook(ck.join(path, "codebook.json"))
+        if not isinstance(book, TargetCodebook):
+            raise ValueError(f"{path}/codebook.json holds a bare codebook without its target "
+                             "transform (saved by an older quantrec): retrain this model")
+        self.transform, self.codebook = book.transform, book.codebook
 
 
 def net_v(net: nn.Module) -> int:

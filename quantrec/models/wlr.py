@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantrec.models.base import NeuralModel, ScalarNet, ScalarNetConfig
+from quantrec.models.base import ModelInputs, NeuralModel, ScalarNet, ScalarNetConfig
 from quantrec.training.trainer import Batch, StepContext
 
 
@@ -29,7 +29,7 @@ class WLRModel(NeuralModel):
     name = "wlr"
     config_cls = WLRConfig
 
-    def _prepare(self, y_train: np.ndarray) -> None:
+    def _prepare(self, y_train: np.ndarray, inputs: ModelInputs) -> None:
         self.state = {"clip": float(np.quantile(y_train, self.config.clip_quantile))}
 
     def _targets(self, y: np.ndarray) -> dict[str, torch.Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from quantrec.models import RQRegConfig, RQRegModel, WLRConfig, WLRModel
+from quantrec.models import ModelInputs, RQRegConfig, RQRegModel, WLRConfig, WLRModel
 from quantrec.training.trainer import TrainConfig
 from quantrec.training.warm_start import warm_start
 
@@ -23,7 +23,7 @@ def test_embedding_rows_follow_their_ids_across_windows(gmv_frames):
     today.loc[today.index[:5], "user_id"] = "brand-new-user"
     fresh = WLRModel(_cfg(epochs=0))
     fresh.features = type(champion.features)(champion.features.spec).fit(today)
-    fresh._prepare(today["gmv"].to_numpy(np.float64))
+    fresh._prepare(today["gmv"].to_numpy(np.float64), ModelInputs())
     fresh.net = fresh._build()
     before = {k: v.clone() for k, v in fresh.net.state_dict().items()}
     report = warm_start(fresh.net, fresh.features, champion.net, champion.features)
@@ -47,8 +47,9 @@ def test_fit_with_init_from_starts_from_the_champion(gmv_frames):
                       train=TrainConfig(epochs=2, batch_size=64, progress=False, seed=0))
     champion = RQRegModel(cfg)
     champion.fit(tr, va)
-    warm = RQRegModel(cfg, codebook=champion.fit_target_codebook(tr["gmv"].to_numpy(np.float64)))
-    warm.fit(tr, va, init_from=champion)
+    warm = RQRegModel(cfg)
+    warm.fit(tr, va, ModelInputs(codebook=champion.fit_target_codebook(tr["gmv"].to_numpy(np.float64))),
+             init_from=champion)
     # identical window and codebook: every parameter came from the champion
     assert warm.warm_start_report["skipped"] == []
     assert len(warm.warm_start_report["copied"]) > 5
