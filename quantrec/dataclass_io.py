@@ -2,8 +2,8 @@
 
 Configs travel as JSON: through the KFP UI and protobuf Structs every number becomes
 a float (``eval_days: 2.0``), so values are coerced to the annotated field type here,
-once, instead of at each use. Unknown keys and uncoercible values raise ValueError
-naming the field (``strict=False``: unknown keys are dropped, at every level, which is
+once, instead of at each use. Unknown keys and uncoercible values raise ConfigError
+(a ValueError) naming the dotted key (``strict=False``: unknown keys are dropped, at every level, which is
 how saved model configs stay loadable after a field is removed).
 """
 
@@ -14,6 +14,18 @@ import typing
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; ``key`` is its dotted path (``models.models.wlr.train.epochs``).
+
+    Raised with a path relative to the dataclass being built (also from a dataclass's
+    ``__post_init__``); ``build_dataclass`` prefixes the path of every enclosing level.
+    """
+
+    def __init__(self, key: str, detail: str) -> None:
+        self.key, self.detail = key, detail
+        super().__init__(f"config field {key}: {detail}")
 
 
 def _coerce(value: Any, tp: Any, where: str, strict: bool = True) -> Any:
@@ -29,15 +41,19 @@ def _coerce(value: Any, tp: Any, where: str, strict: bool = True) -> Any:
                 return _coerce(value, arg, where, strict)
             except (TypeError, ValueError):
                 continue
-        raise ValueError(f"config field {where}: {value!r} does not fit {tp}")
+        raise ConfigError(where, f"{value!r} does not fit {tp}")
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         return build_dataclass(tp, value, prefix=f"{where}.", strict=strict)
     if origin in (tuple, list):
+        if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+            raise ConfigError(where, f"expected a list, got {value!r}")
         seq = [_coerce(v, args[0], where, strict) for v in value] if args else list(value)
         return tuple(seq) if origin is tuple else seq
     if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(where, f"expected a mapping, got {value!r}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -45,15 +61,15 @@ def _coerce(value: Any, tp: Any, where: str, strict: bool = True) -> Any:
         raise ValueError(f"config field {where}: expected true/false, got {value!r}")
     if tp is int:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not float(value).is_integer():
-            raise ValueError(f"config field {where}: expected an integer, got {value!r}")
+            raise ConfigError(where, f"expected an integer, got {value!r}")
         return int(value)
     if tp is float:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ValueError(f"config field {where}: expected a number, got {value!r}")
+            raise ConfigError(where, f"expected a number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ValueError(f"config field {where}: expected a string, got {value!r}")
+            raise ConfigError(where, f"expected a string, got {value!r}")
         return value
     return value
 
@@ -62,8 +78,11 @@ def build_dataclass(cls: type[T], raw: dict[str, Any] | None, prefix: str = "",
                     strict: bool = True) -> T:
     """``cls(**raw)`` with nested dataclasses built and scalars coerced to field types.
 
-    strict: unknown keys raise ValueError (user input); False drops them (saved configs).
+    strict: unknown keys raise ConfigError (user input); False drops them (saved configs).
+    Errors (also those a ``__post_init__`` raises as ConfigError) name the dotted key.
     """
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(prefix.rstrip(".") or "<root>", f"expected a mapping, got {raw!r}")
     raw = dict(raw or {})
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
@@ -71,7 +90,12 @@ def build_dataclass(cls: type[T], raw: dict[str, Any] | None, prefix: str = "",
     if unknown and not strict:
         raw = {k: v for k, v in raw.items() if k in fields}
     elif unknown:
-        raise ValueError(f"unknown config field(s) {[prefix + u for u in unknown]}; "
-                         f"known: {sorted(prefix + f for f in fields)}")
+        more = f" (also unknown: {unknown[1:]})" if len(unknown) > 1 else ""
+        raise ConfigError(prefix + unknown[0], f"unknown key{more}; the keys at this level are {sorted(fields)}")
     kwargs = {k: _coerce(v, hints[k], prefix + k, strict) for k, v in raw.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # raised by __post_init__, relative to cls: add our path
+        if prefix:
+            raise ConfigError(prefix + exc.key, exc.detail) from None
+        raise

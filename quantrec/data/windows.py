@@ -26,6 +26,12 @@ class WindowConfig:
     val_days: int = 7
     train_days: int = 365
 
+    def __post_init__(self) -> None:
+        from quantrec.dataclass_io import ConfigError
+        for key, low in (("eval_days", 1), ("val_days", 0), ("train_days", 1)):
+            if getattr(self, key) < low:
+                raise ConfigError(key, f"must be at least {low}, got {getattr(self, key)}")
+
 
 @dataclass(frozen=True)
 class Windows:
