@@ -1,33 +1,104 @@
-"""Model versions and the champion pointer, in a folder reachable through fsspec.
+"""The model registry: immutable versions with lineage, and an append-only promotion log
+whose replay is the champion. One folder reachable through fsspec (local or gs://).
 
-Layout under ``root`` (a local path or gs:// URL)::
+Layout under ``root``::
 
-    versions/<version>/manifest.json     what the version holds, its run_date and config
-    versions/<version>/<artifact>/...    codebook.json, rqreg/, wlr/, ...
-    champion.json                        {"version": ..., "previous": ..., "promoted_at": ...}
+    registry.json                        marks an initialised registry ({"format": 2, ...})
+    versions/<version>/manifest.json     lineage: run_date, data fingerprint, codebook id,
+                                         config, metrics, roles, decision, content digest
+    versions/<version>/<artifact>/...    codebook.json, models/<name>/..., evaluation.json, ...
+    promotions/<seq>.json                the promotion log: one immutable entry per
+                                         promote / rollback, seq = 1, 2, 3, ... (zero-padded)
+    recommendations/<run_date>.json      codebook keep/rebuild advice of the monitoring pipeline
 
-A version is immutable once published. Promotion replaces ``champion.json`` in one
-write (write to a temporary name, then rename on local disks; a single-object write on
-GCS is atomic by itself), and keeps the previous champion's name for rollback.
+Why a log and no champion pointer file: the ONE atomic operation every store has is
+"create this object only if it does not exist" (local: link(2) of a finished temp file;
+GCS: a write with ifGenerationMatch=0). A promotion creates entry ``seq + 1`` that way,
+so two concurrent promotions that both saw entry ``seq`` cannot both win: the second
+gets ``PromotionConflict``. The champion is the top of the stack the log replays to
+(promote pushes, rollback pops), so ``rollback`` twice walks back two promotions instead
+of re-promoting the version it just left.
+
+Publishing is idempotent: a version's name is ``<run_date>-<digest[:10]>`` where the
+digest covers the content of every artifact; publishing the same content again returns
+the existing version (a retried task, a resumed backfill), different content under an
+existing name is an error. The manifest is written last: a version without one (a crash
+mid-copy) is invisible and is overwritten by the next publish.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+import posixpath
+import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import fsspec
 
+from quantrec.redact import redact
+
 MANIFEST = "manifest.json"
-CHAMPION = "champion.json"
+MARKER = "registry.json"
+FORMAT = 2
+VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SEQ_WIDTH = 8
+#: ``promote(..., expected_current=ANY)``: no expectation about the current champion
+ANY = object()
+
+
+class RegistryError(ValueError):
+    """The registry cannot do what was asked; the message names the registry and why."""
+
+
+class PromotionConflict(RegistryError):
+    """Another promotion happened between reading the champion and writing the new one."""
 
 
 def join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/")] + [p.strip("/") for p in parts])
+    return "/".join([root.rstrip("/")] + [p.strip("/") for p in parts if p])
+
+
+def check_version_name(name: Any) -> str:
+    """A version name: letters, digits, '.', '_', '-' (no '/', no '..' path tricks)."""
+    if not isinstance(name, str) or not VERSION_NAME.match(name) or ".." in name:
+        raise RegistryError(f"{name!r} is not a valid version name (letters, digits, '.', '_', '-'; "
+                            "at most 128 characters)")
+    return name
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+def _file_list(src: str) -> tuple[Any, list[tuple[str, str]]]:
+    """(fs, [(absolute path, relative path)]) of a file or a folder (recursive)."""
+    fs, path = fsspec.core.url_to_fs(src)
+    if not fs.exists(path):
+        raise RegistryError(f"cannot publish {redact(src)}: it does not exist")
+    if fs.isdir(path):
+        base = path.rstrip("/")
+        files = sorted(fs.find(base))
+        return fs, [(f, f[len(base) + 1:]) for f in files]
+    return fs, [(path, "")]
+
+
+def content_digest(artifacts: dict[str, str]) -> str:
+    """sha256 over every artifact file's relative path and bytes (key order independent)."""
+    outer = hashlib.sha256()
+    for key in sorted(artifacts):
+        fs, files = _file_list(artifacts[key])
+        for path, rel in files:
+            h = hashlib.sha256()
+            with fs.open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            outer.update(f"{key}/{rel}\0{h.hexdigest()}\n".encode())
+    return outer.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -37,93 +108,238 @@ class Version:
     manifest: dict[str, Any]
 
     def artifact(self, key: str) -> str:
-        """Path of an artifact of this version (e.g. 'codebook.json', 'rqreg')."""
+        """Path of an artifact of this version (e.g. 'codebook.json', 'models/rqreg')."""
         return join(self.path, key)
+
+    def has(self, key: str) -> bool:
+        return key in self.manifest.get("artifacts", [])
 
 
 class Registry:
-    def __init__(self, root: str, **storage_options: Any) -> None:
+    """See the module docstring. ``create=True`` initialises a registry at an empty or
+    absent root; without it a root that is not a registry is an error (a typo in a
+    registry URL must not silently start a new, empty registry)."""
+
+    def __init__(self, root: str, create: bool = False, **storage_options: Any) -> None:
+        if not root:
+            raise RegistryError("no registry URL given")
         self.root = root
         self.fs, self._root_path = fsspec.core.url_to_fs(root, **storage_options)
+        marker = self._p(MARKER)
+        if self.fs.exists(marker):
+            info = self._read_json(marker)
+            if not isinstance(info, dict) or info.get("format") != FORMAT:
+                raise RegistryError(f"{self._where(MARKER)} is not a format-{FORMAT} quantrec registry marker")
+            return
+        if not create:
+            raise RegistryError(f"there is no quantrec registry at {redact(root)} (no {MARKER}); create one "
+                                "with `quantrec registry init URL` or pass --create-registry")
+        if self.fs.exists(self._root_path) and self.fs.ls(self._root_path, detail=False):
+            raise RegistryError(f"cannot create a registry at {redact(root)}: the folder is not empty")
+        self._write(marker, json.dumps({"format": FORMAT, "created_at": _now()}).encode())
 
+    # ---- storage helpers -------------------------------------------------------------
     def _p(self, *parts: str) -> str:
         return join(self._root_path, *parts)
 
+    def _where(self, *parts: str) -> str:
+        return redact(join(self.root, *parts))
+
+    @property
+    def _local(self) -> bool:
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return protocol in ("file", "local")
+
     def _write(self, path: str, data: bytes) -> None:
-        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # no-op on object stores
+        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)  # no-op on object stores
         with self.fs.open(path, "wb") as f:
             f.write(data)
 
+    def _create_exclusive(self, path: str, data: bytes) -> bool:
+        """Create ``path`` with ``data`` only if it does not exist; False if it does.
+        Readers never see a half-written file."""
+        if self._local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # atomic, fails if path exists
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+        if self.fs.protocol in ("gs", "gcs") or "gs" in self.fs.protocol:
+            from google.api_core.exceptions import PreconditionFailed
+            from google.cloud import storage
+            bucket, key = path.split("/", 1)
+            client = storage.Client(**({"project": self.fs.project} if getattr(self.fs, "project", None) else {}))
+            try:
+                client.bucket(bucket).blob(key).upload_from_string(data, if_generation_match=0)
+                return True
+            except PreconditionFailed:
+                return False
+        raise RegistryError(f"registry at {redact(self.root)}: protocol {self.fs.protocol!r} has no "
+                            "create-if-absent operation; use a local folder or gs://")
+
+    def _read_json(self, path: str) -> Any:
+        rel = path[len(self._root_path):].lstrip("/")
+        try:
+            with self.fs.open(path, "rb") as f:
+                return json.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            raise
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"{self._where(rel)} is corrupt (not valid JSON: {exc}); "
+                                "restore it from a backup or remove it") from None
+
+    # ---- versions --------------------------------------------------------------------
     def versions(self) -> list[str]:
+        """Names of the complete versions (a manifest exists), sorted."""
         base = self._p("versions")
         if not self.fs.exists(base):
             return []
-        return sorted(os.path.basename(p.rstrip("/")) for p in self.fs.ls(base, detail=False)
-                      if self.fs.exists(join(p, MANIFEST)))
+        names = [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(base, detail=False)]
+        return sorted(n for n in names if VERSION_NAME.match(n) and self.fs.exists(join(base, n, MANIFEST)))
 
     def get(self, name: str) -> Version:
+        check_version_name(name)
         path = self._p("versions", name)
         try:
-            with self.fs.open(join(path, MANIFEST), "r") as f:
-                manifest = json.load(f)
+            manifest = self._read_json(join(path, MANIFEST))
         except FileNotFoundError:
-            raise KeyError(f"registry {self.root} has no version {name!r}") from None
+            raise RegistryError(f"registry {redact(self.root)} has no version {name!r}") from None
+        if not isinstance(manifest, dict) or manifest.get("version") != name:
+            raise RegistryError(f"{self._where('versions', name, MANIFEST)} does not describe version {name!r}")
         return Version(name=name, path=self.fs.unstrip_protocol(path), manifest=manifest)
 
-    def publish(self, name: str, artifacts: dict[str, str], metadata: dict[str, Any] | None = None) -> Version:
-        """Copy artifacts (key -> local/fsspec path, file or folder) into a new version.
+    def publish(self, artifacts: dict[str, str], run_date: str, metadata: dict[str, Any] | None = None,
+                name: str | None = None) -> tuple[Version, bool]:
+        """Copy artifacts (key -> local/fsspec path, file or folder) into a version.
 
-        The manifest is written last: a version without one (a crash mid-copy) is
-        invisible to ``versions()`` and can be published again.
+        The name is ``<run_date>-<content digest[:10]>`` unless given. Returns (version,
+        created): publishing identical content again returns the existing version with
+        created=False; a different content under an existing name raises RegistryError.
         """
+        digest = content_digest(artifacts)
+        name = check_version_name(name or f"{run_date}-{digest[:10]}")
         dest = self._p("versions", name)
         if self.fs.exists(join(dest, MANIFEST)):
-            raise ValueError(f"version {name!r} already exists in {self.root}; versions are immutable")
+            existing = self.get(name)
+            if existing.manifest.get("digest") == digest:
+                return existing, False
+            raise RegistryError(f"version {name!r} already exists in {redact(self.root)} with different "
+                                "content; versions are immutable")
         for key, src in artifacts.items():
-            src_fs, src_path = fsspec.core.url_to_fs(src)
-            target = join(dest, key)
-            files = ([(f, join(target, f[len(src_path.rstrip("/")) + 1:])) for f in src_fs.find(src_path)]
-                     if src_fs.isdir(src_path) else [(src_path, target)])
-            for file, out in files:
-                with src_fs.open(file, "rb") as fi:
-                    self._write(out, fi.read())
-        manifest = {"version": name, "artifacts": sorted(artifacts), **(metadata or {}),
-                    "published_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-        self._write(join(dest, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True).encode())
-        return self.get(name)
+            src_fs, files = _file_list(src)
+            for path, rel in files:
+                with src_fs.open(path, "rb") as fi:
+                    self._write(join(dest, key, rel) if rel else join(dest, key), fi.read())
+        manifest = {**(metadata or {}), "version": name, "run_date": run_date, "digest": digest,
+                    "artifacts": sorted(artifacts), "published_at": _now()}
+        self._write(join(dest, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+        return self.get(name), True
+
+    # ---- the promotion log -----------------------------------------------------------
+    def history(self) -> list[dict[str, Any]]:
+        """Every promotion-log entry in order (seq 1, 2, ...)."""
+        base = self._p("promotions")
+        if not self.fs.exists(base):
+            return []
+        entries = []
+        for p in sorted(self.fs.ls(base, detail=False)):
+            fname = posixpath.basename(p.rstrip("/"))
+            if not re.fullmatch(r"\d{%d}\.json" % SEQ_WIDTH, fname):
+                continue
+            entry = self._read_json(p)
+            if not isinstance(entry, dict) or entry.get("seq") != int(fname[:SEQ_WIDTH]):
+                raise RegistryError(f"{self._where('promotions', fname)} is corrupt (seq does not match its name)")
+            check_version_name(entry.get("version"))
+            entries.append(entry)
+        for i, e in enumerate(entries, start=1):
+            if e["seq"] != i:
+                raise RegistryError(f"promotion log of {redact(self.root)} has a gap before seq {e['seq']}")
+        return entries
+
+    @staticmethod
+    def _stack(entries: Iterable[dict[str, Any]]) -> list[str]:
+        stack: list[str] = []
+        for e in entries:
+            if e["action"] == "promote":
+                stack.append(e["version"])
+            else:  # rollback: pop the versions left, the entry records where it landed
+                stack = stack[: len(stack) - int(e["steps"])]
+                if (stack[-1] if stack else None) != e["version"]:
+                    raise RegistryError(f"promotion log of {redact(self.root)} is inconsistent at seq {e['seq']}")
+        return stack
+
+    def champion_name(self) -> str | None:
+        stack = self._stack(self.history())
+        return stack[-1] if stack else None
 
     def champion(self) -> Version | None:
         """The current champion, or None when nothing was promoted yet."""
-        path = self._p(CHAMPION)
-        if not self.fs.exists(path):
+        name = self.champion_name()
+        return self.get(name) if name else None
+
+    def _append(self, entry: dict[str, Any], seq: int) -> dict[str, Any]:
+        entry = {**entry, "seq": seq, "at": _now()}
+        path = self._p("promotions", f"{seq:0{SEQ_WIDTH}d}.json")
+        if not self._create_exclusive(path, json.dumps(entry, indent=2, sort_keys=True).encode()):
+            raise PromotionConflict(f"registry {redact(self.root)}: another promotion wrote log entry {seq} "
+                                    "first; re-resolve the champion and retry")
+        return entry
+
+    def promote(self, name: str, expected_current: Any = ANY, reason: str = "") -> dict[str, Any]:
+        """Make ``name`` the champion: compare-and-swap against ``expected_current`` (a
+        version name or None for "no champion yet"; ANY skips the comparison but the
+        append itself still cannot overwrite a concurrent promotion)."""
+        self.get(name)  # must exist and be complete
+        entries = self.history()
+        current = (self._stack(entries) or [None])[-1]
+        if expected_current is not ANY and current != expected_current:
+            raise PromotionConflict(f"cannot promote {name!r}: the champion is {current!r}, "
+                                    f"not the expected {expected_current!r}")
+        if current == name:
+            raise RegistryError(f"{name!r} is already the champion")
+        return self._append({"action": "promote", "version": name, "previous": current, "reason": reason},
+                            len(entries) + 1)
+
+    def rollback(self, steps: int = 1, expected_current: Any = ANY, reason: str = "") -> dict[str, Any]:
+        """Undo the last ``steps`` promotions: the champion becomes the version that was
+        champion before them (rolled-back versions are never re-promoted by a rollback)."""
+        if steps < 1:
+            raise RegistryError(f"rollback steps must be >= 1, got {steps}")
+        entries = self.history()
+        stack = self._stack(entries)
+        current = stack[-1] if stack else None
+        if expected_current is not ANY and current != expected_current:
+            raise PromotionConflict(f"cannot roll back: the champion is {current!r}, not the expected "
+                                    f"{expected_current!r}")
+        if len(stack) <= steps:
+            raise RegistryError(f"registry {redact(self.root)} has {max(len(stack) - 1, 0)} earlier champion(s) "
+                                f"to roll back to; cannot roll back {steps} step(s)")
+        target = stack[-1 - steps]
+        return self._append({"action": "rollback", "version": target, "previous": current, "steps": steps,
+                             "reason": reason or f"rollback from {current}"}, len(entries) + 1)
+
+    # ---- monitoring recommendations ---------------------------------------------------
+    def record_recommendation(self, run_date: str, recommendation: dict[str, Any]) -> str:
+        """Store the monitoring pipeline's codebook advice for ``run_date`` (overwrites a
+        re-run of the same day); returns its path."""
+        path = self._p("recommendations", f"{check_version_name(run_date)}.json")
+        self._write(path, json.dumps({**recommendation, "run_date": run_date, "recorded_at": _now()},
+                                     indent=2, sort_keys=True, default=str).encode())
+        return self.fs.unstrip_protocol(path)
+
+    def latest_recommendation(self, before: str | None = None) -> dict[str, Any] | None:
+        """The newest recommendation (of a run_date < ``before`` when given), or None."""
+        base = self._p("recommendations")
+        if not self.fs.exists(base):
             return None
-        with self.fs.open(path, "r") as f:
-            return self.get(json.load(f)["version"])
-
-    def champion_pointer(self) -> dict[str, Any] | None:
-        path = self._p(CHAMPION)
-        if not self.fs.exists(path):
-            return None
-        with self.fs.open(path, "r") as f:
-            return json.load(f)
-
-    def promote(self, name: str, reason: str = "") -> dict[str, Any]:
-        """Make ``name`` the champion; the previous one is kept in the pointer for rollback."""
-        self.get(name)  # must exist
-        current = self.champion_pointer()
-        pointer = {"version": name, "previous": current["version"] if current else None,
-                   "reason": reason, "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat()}
-        tmp = self._p(f".{CHAMPION}.{uuid.uuid4().hex}")
-        self._write(tmp, json.dumps(pointer, indent=2).encode())
-        if self.fs.protocol in ("file", "local") or "file" in self.fs.protocol:
-            os.replace(tmp, self._p(CHAMPION))  # atomic rename on one filesystem
-        else:
-            self.fs.mv(tmp, self._p(CHAMPION))
-        return pointer
-
-    def rollback(self) -> dict[str, Any]:
-        """Point the champion back at the previous version."""
-        current = self.champion_pointer()
-        if not current or not current.get("previous"):
-            raise ValueError(f"registry {self.root} has no previous champion to roll back to")
-        return self.promote(current["previous"], reason=f"rollback from {current['version']}")
+        days = sorted(posixpath.basename(p)[:-5] for p in self.fs.ls(base, detail=False) if p.endswith(".json"))
+        days = [d for d in days if before is None or d < before]
+        return self._read_json(join(base, f"{days[-1]}.json")) if days else None
