@@ -2,12 +2,20 @@
 
 A query row asks "what did we know about this user, this item and this pair before
 the query's day?". Every feature is built from purchase lines of strictly earlier
-days: daily aggregates are cumulated per key and joined with ``merge_asof`` using
-``allow_exact_matches=False`` on the day, so a query on day X matches the last
-aggregate of a day < X. Undefined features (no earlier history) are NaN.
+days, in two steps that training and serving share (no train/serve skew):
+
+* ``build_aggregates(lines, as_of)``: daily aggregates cumulated per key;
+* ``join_features(aggregates, queries)``: ``merge_asof`` with
+  ``allow_exact_matches=False`` on the day, so a query on day X matches the last
+  aggregate of a day < X. Undefined features (no earlier history) are NaN.
+
+Task building builds the aggregates once per run and joins every table's rows;
+serving joins requests against ``aggregates.latest()``, the state as of run_date.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,20 +46,41 @@ def _days_between(later: pd.Series, earlier: pd.Series) -> pd.Series:
     return (later - earlier).dt.days.astype("float64")
 
 
-def history_features(lines: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame:
-    """NUMERIC_FEATURES for each query, from ``lines`` of days strictly before its day.
+@dataclass(frozen=True)
+class FeatureAggregates:
+    """Cumulative daily aggregates of purchase lines, per user, item and user-item pair.
 
-    lines: cleaned purchase lines (USER, ITEM, ORDER, TS, DAY, QUANTITY, UNIT_PRICE, GMV).
-    queries: rows with USER, ITEM, DAY, TS (the request time, for context features).
-    Returns a frame aligned with ``queries.index``: NUMERIC_FEATURES (float64, NaN =
-    no history) and IS_NEW_USER (bool).
+    Each table has one row per (key, day with purchases) holding the running totals up
+    to and including that day; ``as_of``: only lines of days < as_of went in (None =
+    all given lines). ``join_features`` reads a query's features from the last row of a
+    day strictly before the query's day, so the same tables serve task building (every
+    historical day) and serving (``latest()``: one row per key, what a cache stores).
     """
-    q = queries[[S.USER, S.ITEM, S.DAY, S.TS]].copy()
-    q["_q"] = np.arange(len(q))
+
+    user: pd.DataFrame
+    item: pd.DataFrame
+    user_item: pd.DataFrame
+    as_of: pd.Timestamp | None = None
+
+    def latest(self) -> "FeatureAggregates":
+        """One row per key: the state after the last day. Joins equal those of the full
+        tables for any query day >= as_of (no later row exists to match instead)."""
+        def last(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+            return df.sort_values(S.DAY, kind="stable").groupby(by, sort=False, observed=True).tail(1) \
+                     .reset_index(drop=True)
+        return FeatureAggregates(last(self.user, [S.USER]), last(self.item, [S.ITEM]),
+                                 last(self.user_item, [S.USER, S.ITEM]), self.as_of)
+
+
+def build_aggregates(lines: pd.DataFrame, as_of: pd.Timestamp | str | None = None) -> FeatureAggregates:
+    """Cumulative per-key aggregates of ``lines`` (cleaned purchase lines: USER, ITEM,
+    ORDER, TS, DAY, QUANTITY, UNIT_PRICE, GMV) of days < ``as_of`` (None = all)."""
+    if as_of is not None:
+        as_of = pd.Timestamp(as_of).normalize()
+        lines = lines[lines[S.DAY] < as_of]
     lines = lines[[S.USER, S.ITEM, S.ORDER, S.DAY, S.TS, S.QUANTITY, S.UNIT_PRICE, S.VALUE]].copy()
     lines["_lg"] = np.log1p(lines[S.VALUE])
     lines["_lq"] = np.log1p(lines[S.QUANTITY])
-    out = pd.DataFrame(index=np.arange(len(q)))
 
     # --- user: per user-day sums, cumulated ---------------------------------------
     orders = (lines.groupby([S.USER, S.DAY, S.ORDER], sort=False, observed=True)[S.VALUE].sum()
@@ -64,9 +93,35 @@ def history_features(lines: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame
     u = u.join(u_orders).reset_index()
     u["u_days"] = 1
     u = _cumulate(u, [S.USER], ["u_lines", "u_spend", "_lg", "_lq", "u_orders", "_log_order", "u_days"])
-    first_day = u.groupby(S.USER, sort=False)[S.DAY].transform("min")
-    u["_first_day"] = first_day
-    ju = _asof(q, u, [S.USER])
+    u["_first_day"] = u.groupby(S.USER, sort=False)[S.DAY].transform("min")
+
+    # --- item ---------------------------------------------------------------------
+    it = lines.groupby([S.ITEM, S.DAY], sort=False, observed=True).agg(
+        i_lines=(S.VALUE, "size"), _lg=("_lg", "sum"), _lq=("_lq", "sum"),
+        i_price_last=(S.UNIT_PRICE, "median")).reset_index()
+    it = _cumulate(it, [S.ITEM], ["i_lines", "_lg", "_lq"])
+
+    # --- user x item: count and the last line of the pair -------------------------
+    last = lines.sort_values(S.TS, kind="stable")
+    ui = last.groupby([S.USER, S.ITEM, S.DAY], sort=False, observed=True).agg(
+        ui_lines=(S.VALUE, "size"), ui_log_gmv_last=("_lg", "last"),
+        ui_log_qty_last=("_lq", "last")).reset_index()
+    ui = _cumulate(ui, [S.USER, S.ITEM], ["ui_lines"])
+    return FeatureAggregates(u.reset_index(drop=True), it.reset_index(drop=True), ui.reset_index(drop=True), as_of)
+
+
+def join_features(aggregates: FeatureAggregates, queries: pd.DataFrame) -> pd.DataFrame:
+    """NUMERIC_FEATURES for each query from the aggregates of days strictly before its day.
+
+    queries: rows with USER, ITEM, DAY, TS (the request time, for context features).
+    Returns a frame aligned with ``queries.index``: NUMERIC_FEATURES (float64, NaN =
+    no history) and IS_NEW_USER (bool).
+    """
+    q = queries[[S.USER, S.ITEM, S.DAY, S.TS]].copy()
+    q["_q"] = np.arange(len(q))
+    out = pd.DataFrame(index=np.arange(len(q)))
+
+    ju = _asof(q, aggregates.user, [S.USER])
     for c in ["u_lines", "u_days", "u_orders", "u_spend"]:
         out[c] = ju[c].to_numpy(dtype="float64")
     out["u_log_gmv_mean"] = (ju["_lg"] / ju["u_lines"]).to_numpy(dtype="float64")
@@ -75,25 +130,14 @@ def history_features(lines: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame
     out["u_recency_days"] = _days_between(ju[S.DAY], ju["_hist_day"]).to_numpy()
     out["u_tenure_days"] = _days_between(ju[S.DAY], ju["_first_day"]).to_numpy()
 
-    # --- item ---------------------------------------------------------------------
-    it = lines.groupby([S.ITEM, S.DAY], sort=False, observed=True).agg(
-        i_lines=(S.VALUE, "size"), _lg=("_lg", "sum"), _lq=("_lq", "sum"),
-        i_price_last=(S.UNIT_PRICE, "median")).reset_index()
-    it = _cumulate(it, [S.ITEM], ["i_lines", "_lg", "_lq"])
-    ji = _asof(q, it, [S.ITEM])
+    ji = _asof(q, aggregates.item, [S.ITEM])
     out["i_lines"] = ji["i_lines"].to_numpy(dtype="float64")
     out["i_log_gmv_mean"] = (ji["_lg"] / ji["i_lines"]).to_numpy(dtype="float64")
     out["i_log_qty_mean"] = (ji["_lq"] / ji["i_lines"]).to_numpy(dtype="float64")
     out["i_price_last"] = ji["i_price_last"].to_numpy(dtype="float64")
     out["i_recency_days"] = _days_between(ji[S.DAY], ji["_hist_day"]).to_numpy()
 
-    # --- user x item: count and the last line of the pair -------------------------
-    last = lines.sort_values(S.TS, kind="stable")
-    ui = last.groupby([S.USER, S.ITEM, S.DAY], sort=False, observed=True).agg(
-        ui_lines=(S.VALUE, "size"), ui_log_gmv_last=("_lg", "last"),
-        ui_log_qty_last=("_lq", "last")).reset_index()
-    ui = _cumulate(ui, [S.USER, S.ITEM], ["ui_lines"])
-    jui = _asof(q, ui, [S.USER, S.ITEM])
+    jui = _asof(q, aggregates.user_item, [S.USER, S.ITEM])
     for c in ["ui_lines", "ui_log_gmv_last", "ui_log_qty_last"]:
         out[c] = jui[c].to_numpy(dtype="float64")
 

@@ -3,7 +3,7 @@
 ``build_task_tables(lines, windows, config)`` takes cleaned purchase lines strictly
 before the run date and returns every table; ``prepare_run`` does load -> clean ->
 windows -> tables from a dataset spec. No feature uses information from the row's
-own day or later (``features.history_features``).
+own day or later (``features.build_aggregates`` / ``join_features``).
 
 Tables (one parquet file each, written with an explicit arrow schema):
 - gmv:      one row per purchase line in [train_start, run_date); label ``gmv``.
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from quantrec.data import schema as S
 from quantrec.dataclass_io import build_dataclass
 from quantrec.data.clean import CleaningReport, clean_transactions
-from quantrec.data.features import history_features
+from quantrec.data.features import FeatureAggregates, build_aggregates, join_features
 from quantrec.data.load import load_transactions
 from quantrec.data.spec import DatasetSpec, load_spec, resolve_data_url
 from quantrec.data.windows import WindowConfig, Windows, compute_windows, parse_run_date
@@ -54,6 +54,17 @@ class TaskConfig:
     ltv_val_share: float = 0.1       # latest cohorts: eval, the ones before: val
     ltv_eval_share: float = 0.2
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        from quantrec.dataclass_io import ConfigError
+        for key in ("purchase_train_days", "negatives_per_positive", "ltv_first_period_days", "ltv_horizon_days"):
+            if getattr(self, key) < 1:
+                raise ConfigError(key, f"must be at least 1, got {getattr(self, key)}")
+        for key in ("ltv_val_share", "ltv_eval_share"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(key, f"must be in [0, 1), got {getattr(self, key)}")
+        if self.ltv_val_share + self.ltv_eval_share >= 1.0:
+            raise ConfigError("ltv_eval_share", "ltv_val_share + ltv_eval_share must leave training rows (< 1)")
 
     @classmethod
     def from_dict(cls, raw: dict | None) -> "TaskConfig":
@@ -87,15 +98,16 @@ def _split_rows(df: pd.DataFrame, windows: Windows) -> pd.DataFrame:
     return df[df[S.SPLIT].notna()].reset_index(drop=True)
 
 
-def build_gmv_task(lines: pd.DataFrame, windows: Windows) -> pd.DataFrame:
+def build_gmv_task(lines: pd.DataFrame, windows: Windows, aggregates: FeatureAggregates) -> pd.DataFrame:
     """One row per purchase line in the run's windows, with history features and splits."""
     rows = _split_rows(lines[lines[S.DAY] >= windows.train_start], windows)
-    feats = history_features(lines, rows)
+    feats = join_features(aggregates, rows)
     keep = [S.ORDER, S.USER, S.ITEM, S.COUNTRY, S.DAY, S.TS, S.QUANTITY, S.UNIT_PRICE, S.VALUE, S.SPLIT]
     return pd.concat([rows[keep], feats], axis=1)
 
 
-def build_purchase_task(lines: pd.DataFrame, windows: Windows, config: TaskConfig) -> pd.DataFrame:
+def build_purchase_task(lines: pd.DataFrame, windows: Windows, config: TaskConfig,
+                        aggregates: FeatureAggregates) -> pd.DataFrame:
     """Positives (items bought per user-day) + negatives sampled from the day's catalogue.
 
     Negatives are drawn uniformly (seeded) from the items sold that day by anyone,
@@ -136,7 +148,7 @@ def build_purchase_task(lines: pd.DataFrame, windows: Windows, config: TaskConfi
     rows = pd.concat([pos, neg[pos.columns]], ignore_index=True)
     rows = _split_rows(rows.sort_values([S.DAY, S.USER, S.LABEL, S.ITEM],
                                         ascending=[True, True, False, True], kind="stable"), windows)
-    feats = history_features(lines, rows)
+    feats = join_features(aggregates, rows)
     rows["hist_len"] = feats["u_lines"].fillna(0).astype("int64").to_numpy()
     return pd.concat([rows, feats], axis=1)
 
@@ -192,9 +204,10 @@ def build_task_tables(lines: pd.DataFrame, windows: Windows, config: TaskConfig 
                       cleaning: CleaningReport | None = None) -> TaskTables:
     """All task tables from cleaned purchase lines (any days; only < run_date are used)."""
     lines = lines[lines[S.DAY] < windows.run_date].reset_index(drop=True)
-    purchase = build_purchase_task(lines, windows, config)
+    aggregates = build_aggregates(lines, as_of=windows.run_date)  # once, for every table
+    purchase = build_purchase_task(lines, windows, config, aggregates)
     tables = {
-        "gmv": build_gmv_task(lines, windows),
+        "gmv": build_gmv_task(lines, windows, aggregates),
         "purchase": purchase,
         "replay": build_replay_requests(purchase),
         "ltv": build_ltv_task(lines, windows, config),

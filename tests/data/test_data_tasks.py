@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 
 from quantrec.data import schema as S
-from quantrec.data.features import history_features
+from quantrec.data.features import build_aggregates, join_features
+
+
+def history_features(lines, queries):
+    """Features of ``queries`` from every line (the task builders' two steps)."""
+    return join_features(build_aggregates(lines), queries)
 from quantrec.data.tasks import (TABLE_SCHEMAS, TaskConfig, build_ltv_task, build_purchase_task,
                                  build_task_tables, read_table, write_table)
 from quantrec.data.windows import WindowConfig, compute_windows
@@ -88,7 +93,7 @@ def test_purchase_task_negatives_come_from_the_day_catalogue(real_lines):
     lines = real_lines[(real_lines[S.DAY] >= "2011-09-01") & (real_lines[S.DAY] < "2011-10-01")]
     cfg = TaskConfig(windows=WindowConfig(eval_days=2, val_days=3, train_days=20), purchase_train_days=7, seed=3)
     w = compute_windows(lines[S.DAY], "2011-09-30", cfg.windows)
-    p = build_purchase_task(lines, w, cfg)
+    p = build_purchase_task(lines, w, cfg, build_aggregates(lines, as_of=w.run_date))
     pos, neg = p[p[S.LABEL] == 1], p[p[S.LABEL] == 0]
     assert len(neg) > 3 * len(pos)  # ~4 per positive, minus the few collisions removed
     bought = set(map(tuple, lines[[S.USER, S.DAY, S.ITEM]].astype(str).to_numpy()))
@@ -99,7 +104,7 @@ def test_purchase_task_negatives_come_from_the_day_catalogue(real_lines):
     # every candidate of a request shares the request time; features exist for all rows
     assert (p.groupby([S.USER, S.DAY])[S.TS].nunique() == 1).all()
     assert p["hist_len"].ge(0).all()
-    again = build_purchase_task(lines, w, cfg)
+    again = build_purchase_task(lines, w, cfg, build_aggregates(lines, as_of=w.run_date))
     pd.testing.assert_frame_equal(p, again)  # seeded: reproducible
 
 
@@ -135,3 +140,19 @@ def test_tables_round_trip_with_their_schema(tmp_path, real_lines):
         assert len(back) == len(df)
     with pytest.raises(ValueError, match="lacks the column"):
         write_table(tt.tables["gmv"].drop(columns=[S.VALUE]), str(tmp_path / "x.parquet"), "gmv")
+
+
+def test_serving_join_on_stored_aggregates_equals_the_task_table(real_lines):
+    """No train/serve skew: the features a server joins for a request from the aggregates
+    as of the request day (one row per key, what the cache stores) are the task table's."""
+    lines = real_lines[(real_lines[S.DAY] >= "2011-01-01") & (real_lines[S.DAY] < "2011-05-01")]
+    cfg = TaskConfig(windows=WindowConfig(eval_days=2, val_days=3, train_days=30), purchase_train_days=10)
+    tables = build_task_tables(lines, compute_windows(lines[S.DAY], "2011-04-12", cfg.windows), cfg).tables
+    purchase = tables["purchase"]
+    day = purchase[S.DAY].max()
+    requests = purchase[purchase[S.DAY] == day]
+    assert len(requests) > 200 and requests[S.IS_NEW_USER].any() and (~requests[S.IS_NEW_USER]).any()
+    stored = build_aggregates(lines, as_of=day).latest()
+    assert stored.user[S.USER].is_unique and len(stored.user_item) == len(stored.user_item[[S.USER, S.ITEM]].drop_duplicates())
+    served = join_features(stored, requests[[S.USER, S.ITEM, S.DAY, S.TS]])
+    pd.testing.assert_frame_equal(served, requests[S.NUMERIC_FEATURES + [S.IS_NEW_USER]])
