@@ -1,0 +1,13 @@
+"""Serving: the versioned Redis cache of user/item values (``cache``), their compact
+encoding (``codec``) and local Redis servers for tests, benchmarks and local runs
+(``redis_server``). No kfp import here."""
+
+from quantrec.serving.cache import (CacheBusyError, CacheError, CacheInputError, CacheRead, CacheReader,
+                                    CacheStore, CacheUnavailableError, CacheVerificationError,
+                                    MixedVersionError, RefreshReport, VersionNotFoundError, connect)
+from quantrec.serving.codec import CorruptValueError, SchemaMismatchError, ValueSchema, decode, version_tag
+
+__all__ = ["CacheBusyError", "CacheError", "CacheInputError", "CacheRead", "CacheReader", "CacheStore",
+           "CacheUnavailableError", "CacheVerificationError", "CorruptValueError", "MixedVersionError",
+           "RefreshReport", "SchemaMismatchError", "ValueSchema", "VersionNotFoundError", "connect",
+           "decode", "version_tag"]

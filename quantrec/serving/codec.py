@@ -1,0 +1,229 @@
+"""Compact, self-describing cache values: one array + one float32 aggregate vector. No pickle.
+
+A value is the bytes::
+
+    header   12 bytes, little-endian  "<2sBBBBHI"
+             magic b"QC" | format version (1) | kind (1 user, 2 item) | dtype code
+             (1 float16, 2 float32) | ndim | n_aggregates (uint16) | version tag (uint32)
+    dims     ndim x uint32            the array's shape, e.g. (clusters, d) = (100, 32)
+    array    prod(dims) x dtype        e.g. a DMQN user state (100, 32) float16 = 6,400 bytes
+    aggs     n_aggregates x float32    the as-of feature aggregates (names in the manifest)
+
+For a user: the DMQN interest-cluster state (clusters, d) in float16 plus the user's as-of
+aggregates RQ-Reg needs (``schema.USER_FEATURES``); for an item: its embedding (d,) plus
+its aggregates. The aggregates' names are not repeated in every value: they are listed
+once in the version's manifest (``ValueSchema.to_dict``).
+
+The version tag is ``crc32(version name)``: a reader checks that every value it got
+carries the tag of the version it resolved, so a mix of versions cannot pass silently.
+
+Every value of one ``ValueSchema`` and version has the same header bytes and the same
+length, so checking a value before it is written is a prefix compare plus a length
+compare (``ValueSchema.check``), cheap enough to run on every value of a refresh.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAGIC = b"QC"
+FORMAT_VERSION = 1
+KINDS = {"user": 1, "item": 2}
+DTYPES = {"float16": 1, "float32": 2}
+_KIND_NAMES = {v: k for k, v in KINDS.items()}
+_DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+_HEADER = struct.Struct("<2sBBBBHI")
+HEADER_BYTES = _HEADER.size  # 12
+MAX_NDIM = 8
+
+
+class CorruptValueError(ValueError):
+    """A cache value that is not a valid encoded value (wrong magic, truncated, ...)."""
+
+
+class SchemaMismatchError(ValueError):
+    """A valid value whose kind, shape, dtype, field count or version tag differs from the expected."""
+
+
+def version_tag(version: str) -> int:
+    """The 32-bit tag a value of ``version`` carries: crc32 of the version name (UTF-8)."""
+    return zlib.crc32(version.encode("utf-8")) & 0xFFFFFFFF
+
+
+def _where(key: str | None) -> str:
+    return f" (key {key!r})" if key else ""
+
+
+@dataclass(frozen=True)
+class DecodedValue:
+    """A decoded value. ``array`` and ``aggregates`` are read-only views of the bytes.
+
+    kind: "user" | "item"; tag: the version tag; array: e.g. (clusters, d) float16;
+    aggregates: (n_aggregates,) float32, NaN where the feature is undefined (no history).
+    """
+
+    kind: str
+    tag: int
+    array: np.ndarray
+    aggregates: np.ndarray
+
+
+def decode(value: bytes | bytearray | memoryview, key: str | None = None) -> DecodedValue:
+    """Decode any value (self-describing). Raises ``CorruptValueError`` naming ``key``."""
+    buf = memoryview(value)
+    if len(buf) < HEADER_BYTES:
+        raise CorruptValueError(f"cache value{_where(key)} is {len(buf)} bytes, shorter than "
+                                f"the {HEADER_BYTES}-byte header (truncated or not a quantrec value)")
+    magic, fmt, kind, dtype, ndim, n_agg, tag = _HEADER.unpack_from(buf, 0)
+    if magic != MAGIC:
+        raise CorruptValueError(f"cache value{_where(key)} has magic {bytes(magic)!r}, expected "
+                                f"{MAGIC!r} (not a quantrec value)")
+    if fmt != FORMAT_VERSION:
+        raise CorruptValueError(f"cache value{_where(key)} has format version {fmt}; this code "
+                                f"reads version {FORMAT_VERSION}")
+    if kind not in _KIND_NAMES or dtype not in _DTYPE_NAMES or ndim > MAX_NDIM:
+        raise CorruptValueError(f"cache value{_where(key)} has an invalid header (kind code {kind}, "
+                                f"dtype code {dtype}, ndim {ndim})")
+    dims_end = HEADER_BYTES + 4 * ndim
+    if len(buf) < dims_end:
+        raise CorruptValueError(f"cache value{_where(key)} is truncated inside its shape header")
+    dims = struct.unpack_from(f"<{ndim}I", buf, HEADER_BYTES)
+    np_dtype = np.dtype("<f2" if dtype == DTYPES["float16"] else "<f4")
+    n_items = math.prod(dims)
+    expected = dims_end + n_items * np_dtype.itemsize + 4 * n_agg
+    if len(buf) != expected:
+        raise CorruptValueError(f"cache value{_where(key)} is {len(buf)} bytes; its header "
+                                f"(shape {tuple(dims)}, {n_agg} aggregates) needs {expected} "
+                                f"(truncated or corrupt)")
+    array = np.frombuffer(buf, dtype=np_dtype, count=n_items, offset=dims_end).reshape(dims)
+    aggregates = np.frombuffer(buf, dtype="<f4", count=n_agg, offset=dims_end + n_items * np_dtype.itemsize)
+    return DecodedValue(kind=_KIND_NAMES[kind], tag=tag, array=array, aggregates=aggregates)
+
+
+@dataclass(frozen=True)
+class ValueSchema:
+    """The layout of all values of one kind in one cache version.
+
+    kind: "user" or "item"; shape: the array's shape, e.g. (100, 32) for a DMQN user state
+    (clusters, d) or (32,) for an item embedding; fields: names of the float32 aggregates,
+    in order; dtype: storage dtype of the array ("float16" halves the bytes; the DMQN state
+    is computed in float32 and rounded, relative error <= 2**-11).
+    """
+
+    kind: str
+    shape: tuple[int, ...]
+    fields: tuple[str, ...] = ()
+    dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        object.__setattr__(self, "fields", tuple(self.fields))
+        if self.kind not in KINDS:
+            raise ValueError(f"ValueSchema.kind must be one of {sorted(KINDS)}, got {self.kind!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"ValueSchema.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if len(self.shape) > MAX_NDIM or any(d <= 0 or d >= 2**32 for d in self.shape):
+            raise ValueError(f"ValueSchema.shape must have <= {MAX_NDIM} positive dims, got {self.shape}")
+        if len(self.fields) >= 2**16:
+            raise ValueError(f"ValueSchema.fields: at most 65535 aggregates, got {len(self.fields)}")
+        if len(set(self.fields)) != len(self.fields) or not all(isinstance(f, str) and f for f in self.fields):
+            raise ValueError(f"ValueSchema.fields must be distinct non-empty names, got {list(self.fields)}")
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype("<f2" if self.dtype == "float16" else "<f4")
+
+    @property
+    def header_bytes(self) -> int:
+        return HEADER_BYTES + 4 * len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of one encoded value (header + array + aggregates)."""
+        return self.header_bytes + math.prod(self.shape) * self.np_dtype.itemsize + 4 * len(self.fields)
+
+    def header(self, version: str) -> bytes:
+        """The header every value of this schema and ``version`` starts with."""
+        return (_HEADER.pack(MAGIC, FORMAT_VERSION, KINDS[self.kind], DTYPES[self.dtype], len(self.shape),
+                             len(self.fields), version_tag(version))
+                + struct.pack(f"<{len(self.shape)}I", *self.shape))
+
+    def _cast(self, arrays: np.ndarray, aggregates: np.ndarray, lead: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        arrays = np.asarray(arrays)
+        aggregates = np.asarray(aggregates, dtype=np.float64)
+        if arrays.shape != lead + self.shape:
+            raise SchemaMismatchError(f"{self.kind} array has shape {arrays.shape}, expected "
+                                      f"{lead + self.shape}")
+        if aggregates.shape != lead + (len(self.fields),):
+            raise SchemaMismatchError(f"{self.kind} aggregates have shape {aggregates.shape}, expected "
+                                      f"{lead + (len(self.fields),)} (fields {list(self.fields)})")
+        stored = arrays.astype(self.np_dtype)
+        if not np.isfinite(stored).all():
+            # float16 overflows to inf above 65504: a state that large is a bug upstream
+            raise ValueError(f"{self.kind} array has values that are not finite in {self.dtype} "
+                             f"(NaN, inf, or |x| > {np.finfo(self.np_dtype).max:.0f})")
+        if np.isinf(aggregates).any():
+            raise ValueError(f"{self.kind} aggregates contain inf (NaN is allowed: 'no history')")
+        return stored, aggregates.astype("<f4")
+
+    def encode(self, array: np.ndarray, aggregates: np.ndarray | list[float], version: str) -> bytes:
+        """One value. array: ``shape`` (any float dtype, rounded to ``dtype``);
+        aggregates: (len(fields),) floats, NaN allowed, inf refused."""
+        stored, aggs = self._cast(array, aggregates, ())
+        return self.header(version) + stored.tobytes() + aggs.tobytes()
+
+    def encode_many(self, arrays: np.ndarray, aggregates: np.ndarray, version: str) -> list[bytes]:
+        """Values of N rows at once (one cast for the block): arrays (N, *shape),
+        aggregates (N, len(fields)) -> N values."""
+        n = len(arrays)
+        stored, aggs = self._cast(arrays, aggregates, (n,))
+        head = self.header(version)
+        flat = stored.reshape(n, -1)
+        return [head + flat[i].tobytes() + aggs[i].tobytes() for i in range(n)]
+
+    def _mismatch(self, decoded: DecodedValue, version: str | None, key: str | None) -> SchemaMismatchError:
+        want_tag = f", tag {version_tag(version)} (version {version!r})" if version is not None else ""
+        return SchemaMismatchError(
+            f"cache value{_where(key)} is a {decoded.kind} value of shape {decoded.array.shape} "
+            f"{decoded.array.dtype}, {len(decoded.aggregates)} aggregates, tag {decoded.tag}; expected "
+            f"{self.kind} {self.shape} {self.dtype}, {len(self.fields)} aggregates{want_tag}")
+
+    def check(self, value: bytes, version: str, key: str | None = None, header: bytes | None = None) -> None:
+        """Raise unless ``value`` is a value of this schema for ``version``: a length and a
+        header-prefix compare (pass ``header=self.header(version)`` to skip rebuilding it)."""
+        head = header if header is not None else self.header(version)
+        if len(value) == self.nbytes and value[:len(head)] == head:
+            return
+        raise self._mismatch(decode(value, key), version, key)  # decode raises first if malformed
+
+    def decode(self, value: bytes, version: str | None = None, key: str | None = None) -> DecodedValue:
+        """Decode and check the value against this schema (and ``version``'s tag when given)."""
+        decoded = decode(value, key)
+        if (decoded.kind != self.kind or decoded.array.shape != self.shape
+                or decoded.array.dtype != self.np_dtype or len(decoded.aggregates) != len(self.fields)
+                or (version is not None and decoded.tag != version_tag(version))):
+            raise self._mismatch(decoded, version, key)
+        return decoded
+
+    def aggregates_dict(self, decoded: DecodedValue) -> dict[str, float]:
+        """The aggregates of a decoded value by field name."""
+        return dict(zip(self.fields, decoded.aggregates.tolist()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description (stored in the version's manifest)."""
+        return {"kind": self.kind, "shape": list(self.shape), "fields": list(self.fields),
+                "dtype": self.dtype, "nbytes": self.nbytes, "format_version": FORMAT_VERSION}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "ValueSchema":
+        try:
+            return cls(kind=raw["kind"], shape=tuple(raw["shape"]), fields=tuple(raw.get("fields", ())),
+                       dtype=raw.get("dtype", "float16"))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"invalid value schema {raw!r}: {e}") from None
