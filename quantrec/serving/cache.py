@@ -73,10 +73,13 @@ from redis.retry import Retry
 from tqdm.auto import tqdm
 
 from quantrec.redact import redact, redact_exception, redact_obj
+from quantrec.registry import VERSION_NAME
 from quantrec.serving.codec import DecodedValue, ValueSchema, decode, version_tag
 
 DEFAULT_PREFIX = "quantrec"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+# the namespace IS the registry version name: the same rule (which also keeps ':' and glob
+# characters out of keys and SCAN patterns)
+_NAME = VERSION_NAME
 _HISTORY_MAX = 200
 
 
@@ -111,10 +114,11 @@ class CacheInputError(ValueError):
 
 # -- names and ids --------------------------------------------------------------------------
 def check_name(name: str, what: str = "version") -> str:
-    """``name`` if it is a valid version/prefix name: [A-Za-z0-9] then [A-Za-z0-9._+-], <= 128
-    chars (no ':' or glob characters, so keys parse and SCAN patterns match it literally)."""
+    """``name`` if it is a valid version/prefix name: the registry's rule, [A-Za-z0-9] then
+    [A-Za-z0-9._-], <= 128 chars (no ':' or glob characters: keys parse, SCAN patterns match
+    it literally)."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise CacheInputError(f"invalid cache {what} name {name!r}: use letters, digits and ._+- "
+        raise CacheInputError(f"invalid cache {what} name {name!r}: use letters, digits and ._- "
                               f"(starting with a letter or digit, at most 128 characters)")
     return name
 
@@ -413,7 +417,9 @@ class CacheStore:
             return "the active version was not changed"
         if state.get("flipped"):
             return f"the active version WAS already switched to {state['version']!r}"
-        return (f"nothing was flipped (the active version is still {state.get('previous')!r}); "
+        if "previous" not in state:  # failed before the pointer could even be read
+            return "nothing was written or flipped"
+        return (f"nothing was flipped (the active version is still {state['previous']!r}); "
                 f"the partial namespace {state['version']!r} is collected by the next refresh or GC")
 
     # -- lock -------------------------------------------------------------------------------
@@ -526,7 +532,7 @@ class CacheStore:
         if user_schema.kind != "user" or (item_schema is not None and item_schema.kind != "item"):
             raise CacheInputError("user_schema must be of kind 'user' and item_schema of kind 'item'")
         start = time.perf_counter()
-        state: dict[str, Any] = {"version": version, "previous": None, "flipped": False}
+        state: dict[str, Any] = {"version": version, "flipped": False}
         with self._guard(f"refresh of cache version {version!r}", state):
             state["previous"] = previous = _s(self.client.get(self.keys.active))
             if previous == version:

