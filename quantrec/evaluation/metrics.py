@@ -20,6 +20,11 @@ Tie conventions (decided here, stated in every report):
   makes the result independent of the sort algorithm (the papers' pandas sort leaves
   tie order unspecified).
 - Spearman: average ranks for ties.
+- Ranking metrics over groups (NDCG, top-k value, GAUC): rows are ranked inside their
+  group by score descending and tied scores are in uniformly random order; every value
+  is the exact expectation over that order (``expected_rank_weights``), never the
+  accident of a sort. This matters: task tables list a group's positives first, so a
+  stable sort would hand a constant score a perfect ranking.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import numpy as np
 __all__ = [
     "XAUCResult", "mae", "xauc", "norm_gini", "spearman", "auc", "logloss",
     "regression_metrics", "classification_metrics", "REGRESSION_METRICS",
-    "CLASSIFICATION_METRICS",
+    "CLASSIFICATION_METRICS", "group_codes", "expected_rank_weights", "per_group_auc", "gauc",
+    "per_group_ndcg", "ndcg",
 ]
 
 # Column order of ``regression_metrics`` / ``classification_metrics`` (stable: other
@@ -359,3 +365,174 @@ def classification_metrics(y01: Any, p: Any) -> dict[str, float]:
     return {"AUC": auc(y, prob), "logloss": logloss(y, prob),
             "Brier": float(np.mean((prob - y) ** 2)),
             "mean p": float(prob.mean()), "positive rate": float(y.mean())}
+
+
+# ---------------------------------------------------------------------------------
+# ranking metrics over groups (requests / users): NDCG, top-k value, GAUC
+# ---------------------------------------------------------------------------------
+def group_codes(groups: Any, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Dense integer codes of group labels.
+
+    groups: shape (n,), any labels numpy can sort (str, int, ...). Returns
+    ``(codes, labels)``: codes int64 (n,) in 0..G-1, labels (G,) the distinct group
+    labels in sorted order (code g <-> labels[g]). Raises ValueError on a shape
+    mismatch with ``n`` or on labels that cannot be ordered (e.g. None mixed with str).
+    """
+    arr = np.asarray(groups)
+    if arr.ndim != 1:
+        raise ValueError(f"groups must be 1-D, got shape {arr.shape}")
+    if n is not None and arr.size != n:
+        raise ValueError(f"length mismatch: groups has {arr.size}, expected {n}")
+    try:
+        labels, codes = np.unique(arr, return_inverse=True)
+    except TypeError as exc:
+        raise ValueError(f"group labels cannot be ordered (missing values?): {exc}") from None
+    return codes.reshape(-1).astype(np.int64), labels
+
+
+def _codes_or_single(groups: Any, n: int) -> tuple[np.ndarray, int]:
+    if groups is None:
+        return np.zeros(n, dtype=np.int64), 1
+    codes, labels = group_codes(groups, n)
+    return codes, int(labels.size)
+
+
+def _rank_weights_codes(score: np.ndarray, codes: np.ndarray, n_groups: int,
+                        ks: tuple[int, ...] = (), dcg_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Core of ``expected_rank_weights`` on validated arrays and dense codes."""
+    n = score.size
+    ks = tuple(int(k) for k in ks)
+    if n == 0:
+        return np.zeros((0, len(ks))), np.zeros(0)
+    order = np.lexsort((-score, codes))           # group, then score descending
+    c, s = codes[order], score[order]
+    sizes = np.bincount(codes, minlength=n_groups)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    pos = np.arange(n, dtype=np.int64) - starts[c]   # 0-based rank inside the group
+    new_run = np.empty(n, dtype=bool)
+    new_run[0] = True
+    new_run[1:] = (c[1:] != c[:-1]) | (s[1:] != s[:-1])
+    run_id = np.cumsum(new_run) - 1
+    run_start = pos[new_run][run_id]                 # first rank of the row's tie run
+    run_size = np.bincount(run_id)[run_id].astype(np.float64)
+    # A tie run of size m starting at rank a occupies ranks a..a+m-1 in random order:
+    # each row is in the top k with probability |[a, a+m) & [0, k)| / m ...
+    top = np.empty((n, len(ks)))
+    for t, k in enumerate(ks):
+        top[order, t] = np.clip(k - run_start, 0, run_size) / run_size
+    # ... and its expected discount is the mean discount over those ranks.
+    disc = 1.0 / np.log2(np.arange(int(sizes.max()), dtype=np.float64) + 2.0)
+    if dcg_k is not None:
+        disc[int(dcg_k):] = 0.0
+    cum = np.concatenate(([0.0], np.cumsum(disc)))
+    end = run_start + run_size.astype(np.int64)
+    discount = np.empty(n)
+    discount[order] = (cum[end] - cum[run_start]) / run_size
+    return top, discount
+
+
+def expected_rank_weights(score: Any, groups: Any = None, ks: tuple[int, ...] = (),
+                          dcg_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Tie-aware rank weights of every row when each group is ranked by score.
+
+    Rows are ranked inside their group (``groups``: shape (n,) labels; None = one
+    group) by ``score`` descending; tied scores are ordered uniformly at random and
+    the weights are exact expectations over that order. score: shape (n,).
+    Returns ``(in_top, discount)``:
+      in_top: (n, len(ks)), probability that the row is among the first k of its group;
+      discount: (n,), expected DCG discount 1 / log2(1 + rank) (rank 1-based), counting
+        0 beyond rank ``dcg_k`` when given.
+    A metric linear in the rows' gains (value captured in the top k, DCG) is then
+    exactly ``sum(weight * gain)`` per group.
+    """
+    score = _as_1d("score", score)
+    codes, n_groups = _codes_or_single(groups, score.size)
+    if any(int(k) < 1 for k in ks) or (dcg_k is not None and dcg_k < 1):
+        raise ValueError(f"k must be >= 1, got ks={ks}, dcg_k={dcg_k}")
+    return _rank_weights_codes(score, codes, n_groups, tuple(ks), dcg_k)
+
+
+def _group_auc_parts(y: np.ndarray, score: np.ndarray, codes: np.ndarray,
+                     n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: (concordant positive-negative pairs with ties counting 0.5, positives,
+    negatives), each shape (G,). AUC of group g = concordant / (pos * neg)."""
+    npos = np.bincount(codes, weights=y, minlength=n_groups)
+    nneg = np.bincount(codes, weights=1.0 - y, minlength=n_groups)
+    if y.size == 0:
+        return np.zeros(n_groups), npos, nneg
+    order = np.lexsort((score, codes))             # group, then score ascending
+    c, s, yy = codes[order], score[order], y[order]
+    new_run = np.empty(c.size, dtype=bool)
+    new_run[0] = True
+    new_run[1:] = (c[1:] != c[:-1]) | (s[1:] != s[:-1])
+    run_id = np.cumsum(new_run) - 1
+    p_run = np.bincount(run_id, weights=yy)
+    n_run = np.bincount(run_id, weights=1.0 - yy)
+    run_code = c[new_run]
+    neg_before_all = np.cumsum(n_run) - n_run          # negatives in earlier runs (any group)
+    first = np.flatnonzero(np.r_[True, run_code[1:] != run_code[:-1]])
+    base = np.repeat(neg_before_all[first], np.diff(np.r_[first, run_code.size]))
+    neg_below = neg_before_all - base                  # ... of the same group only
+    conc = np.bincount(run_code, weights=p_run * (neg_below + 0.5 * n_run), minlength=n_groups)
+    return conc, npos, nneg
+
+
+def per_group_auc(y01: Any, score: Any, groups: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC AUC inside each group (tied scores count 0.5).
+
+    y01: 0/1 labels, score: any real scores, groups: labels, each shape (n,).
+    Returns ``(labels (G,), auc (G,), n (G,))`` in sorted label order; auc is ``nan``
+    for a group with only one class; n = rows of the group.
+    """
+    y, s = _pair(y01, score, "y01", "score")
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("y01 must contain only 0 and 1")
+    codes, labels = group_codes(groups, y.size)
+    conc, npos, nneg = _group_auc_parts(y, s, codes, labels.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where((npos > 0) & (nneg > 0), conc / (npos * nneg), math.nan)
+    return labels, values, (npos + nneg).astype(np.int64)
+
+
+def gauc(y01: Any, score: Any, groups: Any) -> float:
+    """Group AUC (DIN, Zhou et al. 2018): sum_g n_g AUC_g / sum_g n_g over the groups
+    that hold both classes, n_g = rows of group g. Shapes (n,). ``nan`` when no group
+    holds both classes."""
+    _, values, n = per_group_auc(y01, score, groups)
+    ok = np.isfinite(values)
+    if not ok.any():
+        return math.nan
+    return float(np.sum(values[ok] * n[ok]) / np.sum(n[ok]))
+
+
+def per_group_ndcg(gain: Any, score: Any, groups: Any, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """NDCG (@k when given) of each group: E[DCG] / ideal DCG, DCG = sum gain / log2(1 + rank).
+
+    gain: non-negative relevance (e.g. realised GMV: value-weighted NDCG), score: the
+    ranking score, groups: labels, each shape (n,). Tied scores: expectation over a
+    random order (equals sklearn's ``ndcg_score`` with ``ignore_ties=False``).
+    Returns ``(labels (G,), ndcg (G,))``; ``nan`` for a group whose ideal DCG is 0.
+    """
+    g, s = _pair(gain, score, "gain", "score")
+    if g.min() < 0:
+        raise ValueError("gain must be non-negative")
+    codes, labels = group_codes(groups, g.size)
+    if k is not None and k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    _, disc = _rank_weights_codes(s, codes, labels.size, (), k)
+    _, ideal_disc = _rank_weights_codes(g, codes, labels.size, (), k)
+    dcg = np.bincount(codes, weights=disc * g, minlength=labels.size)
+    idcg = np.bincount(codes, weights=ideal_disc * g, minlength=labels.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return labels, np.where(idcg > 0, dcg / idcg, math.nan)
+
+
+def ndcg(gain: Any, score: Any, groups: Any = None, k: int | None = None) -> float:
+    """Mean NDCG (@k) over the groups with a positive ideal DCG (see ``per_group_ndcg``);
+    groups None = one list. ``nan`` when every gain is 0."""
+    g = _as_1d("gain", gain)
+    if groups is None:
+        groups = np.zeros(g.size, dtype=np.int64)
+    _, values = per_group_ndcg(g, score, groups, k)
+    ok = np.isfinite(values)
+    return float(values[ok].mean()) if ok.any() else math.nan

@@ -352,3 +352,106 @@ def test_classification_input_validation(fn):
         fn([0, 1], [0.1])
     with pytest.raises(ValueError, match="only 0 and 1"):
         auc([0, 0.5], [0.1, 0.2])
+
+
+# ---------------------------------------------------------------------------------
+# ranking metrics over groups: expected_rank_weights, NDCG, GAUC
+# ---------------------------------------------------------------------------------
+from quantrec.evaluation.metrics import (  # noqa: E402
+    expected_rank_weights, gauc, group_codes, ndcg, per_group_auc, per_group_ndcg,
+)
+
+
+def ref_tie_expectations(score, ks, dcg_k=None):
+    """Brute force over every order of the tied scores of ONE group: mean top-k
+    membership and mean discount per row."""
+    score = np.asarray(score, float)
+    n = score.size
+    groups = [np.flatnonzero(score == v) for v in sorted(set(score), reverse=True)]
+    top = np.zeros((n, len(ks)))
+    disc = np.zeros(n)
+    count = 0
+    for perms in itertools.product(*[itertools.permutations(g) for g in groups]):
+        order = [i for perm in perms for i in perm]
+        count += 1
+        for rank, i in enumerate(order):
+            for t, k in enumerate(ks):
+                top[i, t] += rank < k
+            if dcg_k is None or rank < dcg_k:
+                disc[i] += 1.0 / math.log2(rank + 2)
+    return top / count, disc / count
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_expected_rank_weights_match_enumeration_of_tie_orders(seed):
+    rng = np.random.default_rng(seed)
+    score = rng.integers(0, 3, size=7).astype(float)
+    top, disc = expected_rank_weights(score, ks=(1, 3, 5), dcg_k=4)
+    ref_top, ref_disc = ref_tie_expectations(score, (1, 3, 5), dcg_k=4)
+    np.testing.assert_allclose(top, ref_top, atol=1e-12)
+    np.testing.assert_allclose(disc, ref_disc, atol=1e-12)
+    # each k is filled exactly (k rows in expectation, or all when the group is smaller)
+    np.testing.assert_allclose(top.sum(0), [1, 3, 5])
+
+
+def test_expected_rank_weights_per_group_and_a_constant_score_gets_no_order_for_free():
+    # positives listed first (as the task tables do): a stable sort would rank them on top
+    score = np.zeros(8)
+    groups = np.array(["a"] * 4 + ["b"] * 4)
+    top, _ = expected_rank_weights(score, groups, ks=(1,))
+    np.testing.assert_allclose(top[:, 0], 0.25)
+    gain = np.array([10.0, 0, 0, 0, 5, 0, 0, 0])
+    captured = np.bincount(group_codes(groups)[0], weights=top[:, 0] * gain)
+    np.testing.assert_allclose(captured, [2.5, 1.25])   # expected, not the 10 / 5 of a lucky sort
+
+
+def test_ndcg_matches_sklearn_with_ties_and_cutoff():
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        gain = rng.integers(0, 5, size=15).astype(float)
+        score = rng.integers(0, 4, size=15).astype(float)
+        if gain.sum() == 0:
+            continue
+        for k in (None, 1, 5):
+            assert ndcg(gain, score, k=k) == pytest.approx(ndcg_score(gain[None], score[None], k=k), abs=1e-12)
+
+
+def test_per_group_ndcg_by_hand_and_undefined_groups():
+    gain = np.array([0.0, 3.0, 0.0, 0.0])
+    score = np.array([2.0, 1.0, 5.0, 1.0])
+    labels, values = per_group_ndcg(gain, score, ["x", "x", "y", "y"])
+    assert list(labels) == ["x", "y"]
+    assert values[0] == pytest.approx(1.0 / math.log2(3))   # the only gain ranked second
+    assert math.isnan(values[1])                              # no gain: ideal DCG 0
+    assert ndcg(gain, score, ["x", "x", "y", "y"]) == pytest.approx(values[0])
+    with pytest.raises(ValueError, match="non-negative"):
+        ndcg([-1.0, 1.0], [0.0, 1.0])
+
+
+def test_gauc_is_the_row_weighted_mean_of_per_group_auc():
+    rng = np.random.default_rng(5)
+    y = (rng.random(60) < 0.4).astype(float)
+    s = rng.integers(0, 6, size=60).astype(float)
+    g = rng.integers(0, 5, size=60)
+    labels, values, n = per_group_auc(y, s, g)
+    num = den = 0.0
+    for lab, v, cnt in zip(labels, values, n):
+        m = g == lab
+        ref = auc(y[m], s[m])
+        assert (math.isnan(ref) and math.isnan(v)) or v == pytest.approx(ref)
+        assert cnt == m.sum()
+        if not math.isnan(ref):
+            num, den = num + ref * cnt, den + cnt
+    assert gauc(y, s, g) == pytest.approx(num / den)
+
+
+def test_gauc_undefined_without_mixed_groups_and_input_errors():
+    assert math.isnan(gauc([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4], [1, 1, 2, 2]))
+    with pytest.raises(ValueError, match="0 and 1"):
+        gauc([2, 0], [0.1, 0.2], [1, 1])
+    with pytest.raises(ValueError, match="length mismatch"):
+        per_group_auc([1, 0], [0.1, 0.2], [1, 1, 1])
+    with pytest.raises(ValueError, match="cannot be ordered"):
+        group_codes(np.array(["a", None], dtype=object))
