@@ -53,6 +53,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -331,6 +332,33 @@ class RefreshReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "values_per_s": self.values_per_s, "mb_per_s": self.mb_per_s}
+
+
+class _Reservoir:
+    """A uniform random sample of k (key, value) pairs of a stream of unknown length
+    (Algorithm L: O(k log(n/k)) random draws, so the per-value cost is one comparison).
+    Checksums are computed at the end, for the k kept values only."""
+
+    def __init__(self, k: int, rng: random.Random) -> None:
+        self.k, self.rng = k, rng
+        self.items: list[tuple[bytes, bytes]] = []
+        self.w = math.exp(math.log(rng.random() or 1e-300) / k) if k else 0.0
+        self.next = k + self._skip() if k else -1
+
+    def _skip(self) -> int:
+        return int(math.log(self.rng.random() or 1e-300) / math.log(1.0 - self.w)) if self.w < 1.0 else 0
+
+    def offer(self, index: int, key: bytes, value: bytes) -> None:
+        """Offer the ``index``-th (0-based) pair of the stream."""
+        if index < self.k:
+            self.items.append((key, value))
+        elif index == self.next:
+            self.items[self.rng.randrange(self.k)] = (key, value)
+            self.w *= math.exp(math.log(self.rng.random() or 1e-300) / self.k)
+            self.next += self._skip() + 1
+
+    def checksums(self) -> list[tuple[str, str]]:
+        return [(key.decode(), _digest(value)) for key, value in self.items]
 
 
 class _Lock:
@@ -620,9 +648,9 @@ class CacheStore:
         """
         base = (self.keys.ns(version) + tag + ":").encode()
         header, nbytes = schema.header(version), schema.nbytes
+        head_len, value_prefix = len(header), b"\r\n$%d\r\n" % nbytes
         kind = "users" if tag == "u" else "items"
-        rng = random.Random(f"{self.seed}:{version}:{tag}")
-        sample: list[tuple[str, str]] = []
+        sampler = _Reservoir(self.sample_size, random.Random(f"{self.seed}:{version}:{tag}"))
         count = 0
         pending: deque[str] = deque()  # labels of replies not read yet
         parts: list[bytes] = []
@@ -656,18 +684,12 @@ class CacheStore:
             with tqdm(total=total, unit=kind[:-1], desc=f"cache {version} {kind}", disable=not self.progress,
                       mininterval=1.0, leave=False) as bar:
                 for raw_id, value in pairs:
-                    key = base + cache_id(raw_id).encode()
-                    if len(value) != nbytes or value[:len(header)] != header:
+                    key = base + (raw_id.encode() if type(raw_id) is str and raw_id else cache_id(raw_id).encode())
+                    if len(value) != nbytes or value[:head_len] != header:
                         schema.check(value, version, key.decode(), header=header)
+                    sampler.offer(count, key, value)
                     count += 1
-                    # reservoir sample (uniform over all values, fixed seed): checksums to verify
-                    if len(sample) < self.sample_size:
-                        sample.append((key.decode(), _digest(value)))
-                    elif self.sample_size:
-                        j = rng.randrange(count)
-                        if j < self.sample_size:
-                            sample[j] = (key.decode(), _digest(value))
-                    parts += (b"$%d\r\n" % len(key), key, b"\r\n$%d\r\n" % nbytes, value, b"\r\n")
+                    parts += (b"$%d\r\n" % len(key), key, value_prefix, value, b"\r\n")
                     in_batch += 1
                     if in_batch == self.batch_size:
                         send_batch()
@@ -682,7 +704,7 @@ class CacheStore:
             raise
         finally:
             self.client.connection_pool.release(conn)
-        return count, count * nbytes, sample
+        return count, count * nbytes, sampler.checksums()
 
     def _verify(self, version: str, n_users: int, n_items: int, sample: list[tuple[str, str]],
                 schemas: dict[str, ValueSchema | None], lock: _Lock) -> None:

@@ -260,3 +260,25 @@ def test_prefixes_isolate_caches_on_one_server(redis_client):
     assert a.active_version() == "v1" and b.active_version() == "v9"
     assert CacheReader(redis_client, prefix="shop-b").read(1).version == "v9"
     assert namespace_keys(redis_client, "v1", prefix="shop-a") == 341
+
+
+def test_the_verification_sample_is_uniform_over_the_stream():
+    """Algorithm L reservoir: exactly k distinct pairs, every position equally likely."""
+    import random
+
+    from quantrec.serving.cache import _Reservoir
+    n, k, runs = 1000, 50, 400
+    hits = np.zeros(n)
+    for seed in range(runs):
+        sampler = _Reservoir(k, random.Random(seed))
+        for i in range(n):
+            sampler.offer(i, str(i).encode(), b"v")
+        picked = [int(key) for key, _ in sampler.items]
+        assert len(picked) == len(set(picked)) == k
+        hits[picked] += 1
+    deciles = hits.reshape(10, -1).sum(axis=1) / (runs * k)
+    assert np.abs(deciles - 0.1).max() < 0.015, deciles  # sd of a decile share ~0.002
+    short = _Reservoir(k, random.Random(0))
+    for i in range(7):
+        short.offer(i, str(i).encode(), b"v")
+    assert len(short.checksums()) == 7

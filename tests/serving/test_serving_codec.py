@@ -114,3 +114,14 @@ def test_schema_validation_and_manifest_round_trip():
         ValueSchema("user", (0, 4))
     with pytest.raises(ValueError, match="invalid value schema"):
         ValueSchema.from_dict({"shape": [4]})
+
+
+def test_torch_tensors_encode_to_the_same_bytes_as_numpy():
+    import torch
+    states = np.stack([_state(i) for i in range(6)])
+    aggs = np.arange(18, dtype=float).reshape(6, 3)
+    assert USER.encode_many(torch.from_numpy(states), aggs, "v1") == USER.encode_many(states, aggs, "v1")
+    bad = torch.from_numpy(states.copy())
+    bad[2, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="not finite"):
+        USER.encode_many(bad, aggs, "v1")
