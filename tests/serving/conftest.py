@@ -17,7 +17,8 @@ def start_server(**kwargs) -> LocalRedisServer:
     try:
         return LocalRedisServer(**kwargs).start()
     except RedisServerNotFound as e:
-        pytest.fail(f"the cache tests need a real Redis: {e}", pytrace=False)
+        missing = str(e)
+    pytest.fail(f"the cache tests need a real Redis (never skipped): {missing}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

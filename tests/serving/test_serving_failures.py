@@ -47,7 +47,7 @@ def test_a_refresh_killed_mid_write_leaves_the_old_version_active_and_the_partia
         sys.path.insert(0, {str(HERE)!r})
         from cache_helpers import USER_SCHEMA, user_values
         from quantrec.serving.cache import CacheStore, connect
-        store = CacheStore(connect({server.url!r}), batch_size=20, depth=1, lock_ttl_s=1.0, progress=False)
+        store = CacheStore(connect({server.url!r}), batch_size=20, depth=1, lock_ttl_s=2.0, progress=False)
         values = user_values("v2", 5000)
         def slow():
             for i, pair in enumerate(values):
@@ -77,7 +77,7 @@ def test_a_refresh_killed_mid_write_leaves_the_old_version_active_and_the_partia
     status = {v["version"]: v["status"] for v in store.status()["versions"]}
     assert status == {"v1": "complete", "v2": "writing"}
 
-    # the dead writer's lock still blocks GC until it expires (lock_ttl_s=1 in the child) ...
+    # the dead writer's lock still blocks GC until it expires (lock_ttl_s=2 in the child) ...
     if client.exists("quantrec:lock"):
         with pytest.raises(CacheBusyError, match="expires in"):
             store.collect_garbage()
