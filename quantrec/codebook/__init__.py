@@ -59,8 +59,11 @@ def load_codebook(path: str) -> Any:
     """Load any saved codebook (JSON via fsspec), dispatching on its ``kind``."""
     with fsspec.open(path, "r", encoding="utf-8") as f:
         d = json.load(f)
+    from quantrec.codebook.provenance import ProvenanceError
     try:
         return codebook_from_dict(d)
+    except ProvenanceError as exc:  # keep the type: callers tell a bad provenance apart
+        raise ProvenanceError(f"{path}: {exc}") from None
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 

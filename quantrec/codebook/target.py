@@ -76,6 +76,7 @@ class TargetCodebook(JsonArtifact):
         self.transform = transform
         self.codebook = codebook
         self.provenance = provenance
+        self.fit_params: dict[str, Any] | None = None  # set by fit(); not saved (see provenance.refit)
 
     def digest(self) -> str:
         """sha256 of the transform + inner codebook (provenance excluded)."""
@@ -91,7 +92,9 @@ class TargetCodebook(JsonArtifact):
         if provenance.codebook_digest != self.digest():
             raise ProvenanceError("this provenance was built for another codebook (codebook_digest differs); "
                                   "build it with build_provenance(y_train, <this codebook>, ...)")
-        return TargetCodebook(self.transform, self.codebook, provenance)
+        book = TargetCodebook(self.transform, self.codebook, provenance)
+        book.fit_params = self.fit_params
+        return book
 
     @classmethod
     def fit(cls, y: Any, transform: str = "log1p", clip_quantile: float = 0.999,
@@ -99,7 +102,12 @@ class TargetCodebook(JsonArtifact):
         """Fit the transform on y (n,), then ``fit_codebook(to_z(y), method, **codebook_kw)``."""
         from quantrec.codebook import fit_codebook
         tf = TargetTransform.fit(y, transform, clip_quantile, target_max)
-        return cls(tf, fit_codebook(tf.to_z(y), method=method, **codebook_kw))
+        book = cls(tf, fit_codebook(tf.to_z(y), method=method, **codebook_kw))
+        # how to fit the same kind of codebook again (build_provenance saves it, so
+        # monitoring can fit the candidate a rebuild would give)
+        book.fit_params = {"transform": transform, "clip_quantile": float(clip_quantile),
+                           "target_max": float(target_max), "method": method, **codebook_kw}
+        return book
 
     # the codebook interface of quantrec.codebook, in label units
     @property
