@@ -5,9 +5,10 @@ encoding (``codec``) and local Redis servers for tests, benchmarks and local run
 from quantrec.serving.cache import (CacheBusyError, CacheError, CacheInputError, CacheRead, CacheReader,
                                     CacheStore, CacheUnavailableError, CacheVerificationError,
                                     MixedVersionError, RefreshReport, VersionNotFoundError, connect)
-from quantrec.serving.codec import CorruptValueError, SchemaMismatchError, ValueSchema, decode, version_tag
+from quantrec.serving.codec import (CorruptValueError, EncodedRows, SchemaMismatchError, ValueSchema, decode,
+                                    version_tag)
 
 __all__ = ["CacheBusyError", "CacheError", "CacheInputError", "CacheRead", "CacheReader", "CacheStore",
            "CacheUnavailableError", "CacheVerificationError", "CorruptValueError", "MixedVersionError",
-           "RefreshReport", "SchemaMismatchError", "ValueSchema", "VersionNotFoundError", "connect",
+           "EncodedRows", "RefreshReport", "SchemaMismatchError", "ValueSchema", "VersionNotFoundError", "connect",
            "decode", "version_tag"]

@@ -714,7 +714,7 @@ class CacheStore:
         cursor = 0
         pattern = _glob_escape(ns) + "*"
         while True:
-            cursor, names = self.client.scan(cursor, match=pattern, count=5000)
+            cursor, names = self.client.scan(cursor, match=pattern, count=10000)
             for name in names:
                 kind = name[len(ns):len(ns) + 2]
                 if kind == b"u:":
@@ -837,10 +837,13 @@ class CacheStore:
         removed = 0
         cursor = 0
         while True:
-            cursor, names = self.client.scan(cursor, match=pattern, count=5000)
+            cursor, names = self.client.scan(cursor, match=pattern, count=10000)
             names = [n for n in names if n != manifest]
-            for start in range(0, len(names), 1000):
-                removed += self.client.unlink(*names[start:start + 1000])
+            if names:  # one round trip per page: the UNLINKs of its keys, 1,000 keys per command
+                pipe = self.client.pipeline(transaction=False)
+                for start in range(0, len(names), 1000):
+                    pipe.unlink(*names[start:start + 1000])
+                removed += sum(pipe.execute())
             lock.maybe_renew()
             if cursor == 0:
                 break

@@ -237,3 +237,31 @@ class ValueSchema:
                        dtype=raw.get("dtype", "float16"))
         except (KeyError, TypeError) as e:
             raise ValueError(f"invalid value schema {raw!r}: {e}") from None
+
+
+class EncodedRows:
+    """(id, value) pairs of N rows for ``CacheStore.refresh``, encoded lazily chunk by chunk
+    (memory: one chunk of values at a time); ``len()`` gives the refresh's progress bar a total.
+
+    Args:
+        schema: the values' schema; version: the cache/registry version they are for.
+        ids: N user or item ids; arrays: (N, *schema.shape) numpy array or torch tensor
+        (e.g. DMQN ``user_states``); aggregates: (N, len(schema.fields)), NaN allowed.
+    """
+
+    def __init__(self, schema: ValueSchema, version: str, ids: Any, arrays: Any, aggregates: Any,
+                 chunk: int = 4096) -> None:
+        if not (len(ids) == len(arrays) == len(aggregates)):
+            raise SchemaMismatchError(f"{len(ids)} ids, {len(arrays)} arrays and {len(aggregates)} aggregate "
+                                      f"rows: one of each per {schema.kind} is needed")
+        self.schema, self.version, self.chunk = schema, version, max(1, chunk)
+        self.ids, self.arrays, self.aggregates = ids, arrays, aggregates
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self):
+        for start in range(0, len(self.ids), self.chunk):
+            stop = start + self.chunk
+            values = self.schema.encode_many(self.arrays[start:stop], self.aggregates[start:stop], self.version)
+            yield from zip(self.ids[start:stop], values)

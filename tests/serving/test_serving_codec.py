@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from quantrec.serving.codec import (HEADER_BYTES, CorruptValueError, SchemaMismatchError, ValueSchema, decode,
-                                    version_tag)
+from quantrec.serving.codec import (HEADER_BYTES, CorruptValueError, EncodedRows, SchemaMismatchError, ValueSchema,
+                                    decode, version_tag)
 
 FIELDS = ("u_lines", "u_spend", "u_recency_days")
 USER = ValueSchema("user", (100, 32), FIELDS)
@@ -125,3 +125,13 @@ def test_torch_tensors_encode_to_the_same_bytes_as_numpy():
     bad[2, 5, 5] = float("nan")
     with pytest.raises(ValueError, match="not finite"):
         USER.encode_many(bad, aggs, "v1")
+
+
+def test_encoded_rows_are_lazy_chunks_equal_to_encode_many():
+    states = np.stack([_state(i) for i in range(7)])
+    aggs = np.arange(21, dtype=float).reshape(7, 3)
+    rows = EncodedRows(USER, "v1", [f"u{i}" for i in range(7)], states, aggs, chunk=3)
+    assert len(rows) == 7
+    assert list(rows) == list(zip([f"u{i}" for i in range(7)], USER.encode_many(states, aggs, "v1")))
+    with pytest.raises(SchemaMismatchError, match="7 ids, 6 arrays"):
+        EncodedRows(USER, "v1", list(range(7)), states[:6], aggs)

@@ -10,7 +10,7 @@ import pandas as pd
 from quantrec.data import schema as S
 from quantrec.data.features import build_aggregates, join_features
 from quantrec.serving.cache import CacheReader, CacheStore
-from quantrec.serving.codec import ValueSchema
+from quantrec.serving.codec import EncodedRows, ValueSchema
 
 AS_OF = pd.Timestamp("2011-12-01")
 
@@ -33,7 +33,7 @@ def test_real_users_and_items_round_trip_through_the_cache(real_lines, redis_cli
     rng = np.random.default_rng(0)  # DMQN states are built elsewhere: seeded stand-ins here
     states, embeddings = rng.standard_normal((400, 100, 32)), rng.standard_normal((200, 32))
     store = CacheStore(redis_client, progress=False)
-    report = store.refresh(version, zip(users, user_schema.encode_many(states, user_feats, version)),
+    report = store.refresh(version, EncodedRows(user_schema, version, users, states, user_feats, chunk=128),
                            zip(items, item_schema.encode_many(embeddings, item_feats, version)),
                            user_schema=user_schema, item_schema=item_schema,
                            meta={"as_of": str(AS_OF.date()), "source": "online_retail_ii"})
