@@ -4,11 +4,13 @@ encoding (``codec``) and local Redis servers for tests, benchmarks and local run
 
 from quantrec.serving.cache import (CacheBusyError, CacheError, CacheInputError, CacheRead, CacheReader,
                                     CacheStore, CacheUnavailableError, CacheVerificationError,
-                                    MixedVersionError, RefreshReport, VersionNotFoundError, connect)
+                                    MixedVersionError, RefreshReport, VersionNotFoundError, cache_url_from_env,
+                                    connect)
 from quantrec.serving.codec import (CorruptValueError, EncodedRows, SchemaMismatchError, ValueSchema, decode,
                                     version_tag)
 
 __all__ = ["CacheBusyError", "CacheError", "CacheInputError", "CacheRead", "CacheReader", "CacheStore",
            "CacheUnavailableError", "CacheVerificationError", "CorruptValueError", "MixedVersionError",
-           "EncodedRows", "RefreshReport", "SchemaMismatchError", "ValueSchema", "VersionNotFoundError", "connect",
+           "EncodedRows", "RefreshReport", "SchemaMismatchError", "ValueSchema", "VersionNotFoundError",
+           "cache_url_from_env", "connect",
            "decode", "version_tag"]

@@ -181,6 +181,12 @@ def describe_client(client: redis.Redis) -> str:
     return redact(f"{scheme}://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}")
 
 
+def cache_url_from_env() -> str | None:
+    """The production cache URL from the environment: QUANTREC_REDIS_URL, else REDIS_URL;
+    None (= the embedded server) when neither is set. Both are masked by ``redact``."""
+    return os.environ.get("QUANTREC_REDIS_URL") or os.environ.get("REDIS_URL") or None
+
+
 def connect(url: str | None = None, *, embedded_dir: str | os.PathLike | None = None,
             socket_timeout: float = 10.0, connect_timeout: float = 5.0, retries: int = 2,
             check: bool = True, **kwargs: Any) -> redis.Redis:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from cache_helpers import USER_SCHEMA, user_values
 
-from quantrec.serving.cache import (CacheInputError, CacheReader, CacheStore, CacheUnavailableError, connect,
-                                    describe_client)
+from quantrec.serving.cache import (CacheInputError, CacheReader, CacheStore, CacheUnavailableError,
+                                    cache_url_from_env, connect, describe_client)
 from quantrec.serving.redis_server import _alive, close_client, embedded_pid, free_port
 
 PASSWORD = "pw-Zk39-secret"
@@ -31,6 +31,16 @@ def test_password_from_the_url_or_from_REDIS_PASSWORD(own_server, monkeypatch):
         connect(bare)
     monkeypatch.setenv("REDIS_PASSWORD", PASSWORD)
     assert connect(bare).ping()
+
+
+def test_the_cache_url_comes_from_QUANTREC_REDIS_URL_then_REDIS_URL(own_server, monkeypatch):
+    server = own_server(password=PASSWORD)
+    monkeypatch.delenv("QUANTREC_REDIS_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert cache_url_from_env() is None  # -> the embedded server
+    monkeypatch.setenv("REDIS_URL", "redis://elsewhere:1/0")
+    monkeypatch.setenv("QUANTREC_REDIS_URL", server.url)
+    assert connect(cache_url_from_env()).ping()
 
 
 def test_a_wrong_password_error_never_shows_a_password(own_server, monkeypatch):
