@@ -565,6 +565,8 @@ class CacheStore:
         check_name(version)
         if user_schema.kind != "user" or (item_schema is not None and item_schema.kind != "item"):
             raise CacheInputError("user_schema must be of kind 'user' and item_schema of kind 'item'")
+        if item_schema is None and hasattr(items, "__len__") and len(items):  # a generator is checked later
+            raise CacheInputError(f"refresh of {version!r}: items were given without an item_schema")
         start = time.perf_counter()
         state: dict[str, Any] = {"version": version, "flipped": False}
         with self._guard(f"refresh of cache version {version!r}", state):

@@ -216,7 +216,10 @@ def test_a_value_of_the_wrong_schema_stops_the_refresh_before_any_flip(redis_cli
     assert store.active_version() == "v1" and store.manifest("v2")["status"] == "failed"
     with pytest.raises(CacheInputError, match="without an item_schema"):
         store.refresh("v3", user_values("v3", 5), item_values("v3", 2), user_schema=USER_SCHEMA)
-    assert store.active_version() == "v1"
+    assert store.manifest("v3") is None  # a sized input is refused before anything is written
+    with pytest.raises(CacheInputError, match="without an item_schema"):  # a generator: after the users
+        store.refresh("v4", user_values("v4", 5), iter(item_values("v4", 2)), user_schema=USER_SCHEMA)
+    assert store.active_version() == "v1" and store.manifest("v4")["status"] == "failed"
 
 
 def test_a_held_lock_makes_a_second_refresh_fail_fast(redis_client):
