@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -200,8 +200,3 @@ def paired_delta(challenger: tuple[float, np.ndarray], reference: tuple[float, n
             reps = rc - rr
     return summarize(float(point), reps, level)
 
-
-def iter_chunks(n: int, size: int) -> Iterator[slice]:
-    """Consecutive slices of ``range(n)`` of at most ``size`` elements."""
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))

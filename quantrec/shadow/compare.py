@@ -171,9 +171,9 @@ class ShadowResult:
 
     def to_json(self) -> dict[str, Any]:
         """The decision as JSON-safe data (NaN -> null)."""
-        from quantrec.shadow.report import records
+        from quantrec.shadow.report import json_safe, records
 
-        return {
+        return json_safe({
             "blessed": bool(self.blessed),
             "verdict": "blessed" if self.blessed else "not blessed",
             "decision_basis": "each threshold is tested on the bootstrap CI bound it names "
@@ -185,7 +185,21 @@ class ShadowResult:
             "deltas": records(self.deltas), "metrics": records(self.metrics),
             "calibration": records(self.calibration), "slices": records(self.slices),
             "config": self.config, "data": self.data, "timings": self.timings, "notes": list(self.notes),
-        }
+        })
+
+    def decision_record(self) -> dict[str, Any]:
+        """The compact decision for a registry manifest: verdict, reasons, threshold
+        checks, the arms, the slice-"all" deltas with CIs and the data window (the full
+        tables stay in ``to_json``)."""
+        full = self.to_json()
+        keep = ("blessed", "verdict", "decision_basis", "reasons", "warnings", "thresholds",
+                "challenger", "baseline", "champion")
+        out = {k: full[k] for k in keep}
+        out["deltas"] = [d for d in full["deltas"] if d["slice"] == "all"]
+        out["data"] = {k: v for k, v in full["data"].items() if k != "xauc_pairs"}
+        out["bootstrap"] = {"resamples": self.config["resamples"], "seed": self.config["seed"],
+                            "ci_level": self.config["ci_level"]}
+        return out
 
     def summary(self) -> dict[str, float | str]:
         """Flat KFP metadata: verdict, and for slice "all" every delta (point and CI) and

@@ -21,7 +21,7 @@ from quantrec.reports import HtmlReport, escape, figure_to_html, table_to_html
 if TYPE_CHECKING:  # pragma: no cover
     from quantrec.shadow.compare import ShadowResult
 
-__all__ = ["records", "write_json", "build_html"]
+__all__ = ["records", "json_safe", "write_json", "build_html"]
 
 
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -29,11 +29,12 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return _records(df)
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf -> None and numpy scalars -> Python, recursively."""
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, (np.floating, float)):
         return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, np.integer):
@@ -46,7 +47,7 @@ def _json_safe(obj: Any) -> Any:
 def write_json(decision: dict[str, Any], path: str) -> str:
     """Write the decision dict as strict JSON (NaN -> null) through fsspec."""
     with fsspec.open(path, "w", encoding="utf-8") as f:
-        json.dump(_json_safe(decision), f, indent=1, allow_nan=False)
+        json.dump(json_safe(decision), f, indent=1, allow_nan=False)
     return path
 
 

@@ -123,6 +123,10 @@ def test_artifacts_json_html_and_summary(real_replay, tmp_path):
     assert text.index(verdict) < text.index("Reasons") < text.index("Thresholds") < text.index("Forest plot")
     assert text.count("data:image/png;base64") >= 3          # two forest plots + calibration
     assert "not on the point estimate" in text
+    record = res.decision_record()
+    json.dumps(record, allow_nan=False)
+    assert record["blessed"] is res.blessed and record["thresholds"] == decision["thresholds"]
+    assert {d["slice"] for d in record["deltas"]} == {"all"} and record["bootstrap"]["resamples"] == 300
     summary = res.summary()
     assert summary["verdict"] in ("blessed", "not blessed")
     assert all(isinstance(v, str) or (isinstance(v, float) and math.isfinite(v)) for v in summary.values())
@@ -203,3 +207,18 @@ def test_bad_inputs_are_named_errors():
     with pytest.raises(ValueError, match="negative GMV"):
         run_shadow(df, Arm("a", good.p_purchase, good.value - 1e6), weak,
                    config=ShadowConfig(resamples=100, calibration="none"), progress=False)
+
+
+def test_no_item_prices_leave_the_long_tail_empty_and_its_rules_missing():
+    df = make_requests(n_users=15, seed=8).assign(i_price_last=np.nan)
+    val = make_requests(n_users=15, seed=9)
+    cfg = ShadowConfig(resamples=200, thresholds=[{"metric": "GMV@10", "relative": True, "bound": "point"},
+                                                  {"metric": "AUC", "slice": "long_tail", "epsilon": 0.1}])
+    res = run_shadow(df, arm("a", df, val, "signal"), arm("b", df, val, "weak"), config=cfg,
+                     calibration_frame=val, progress=False)
+    assert not res.blessed and "MISSING AUC [long_tail]" in res.reasons[0]
+    assert math.isnan(res.data["long_tail_threshold"])
+    decision = res.to_json()
+    assert decision["data"]["long_tail_threshold"] is None
+    json.dumps(decision, allow_nan=False)
+    json.dumps(res.decision_record(), allow_nan=False)
