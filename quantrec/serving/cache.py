@@ -279,6 +279,31 @@ redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
 return 1
 """
 
+# Server-side SCAN pages: the keys never travel to the client (parsing 600k key names in
+# Python is most of a naive verification's or collection's time). One page per call, so
+# the server is held for one COUNT-bounded step at a time, as with a client-side SCAN.
+_COUNT_LUA = """
+local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local off = tonumber(ARGV[4])
+local users, items = 0, 0
+for _, key in ipairs(page[2]) do
+  local kind = string.sub(key, off + 1, off + 2)
+  if kind == 'u:' then users = users + 1 elseif kind == 'i:' then items = items + 1 end
+end
+return {page[1], users, items}
+"""
+_UNLINK_LUA = """
+local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local removed, batch = 0, {}
+for _, key in ipairs(page[2]) do
+  if key ~= KEYS[1] then batch[#batch + 1] = key end
+  if #batch == 500 then removed = removed + redis.call('UNLINK', unpack(batch)); batch = {} end
+end
+if #batch > 0 then removed = removed + redis.call('UNLINK', unpack(batch)) end
+return {page[1], removed}
+"""
+_SCAN_COUNT = 2000  # buckets per SCAN step: about a millisecond of server time
+
 
 def _resp(*args: bytes) -> bytes:
     """One command in the Redis protocol (RESP2 array of bulk strings)."""
@@ -430,6 +455,8 @@ class CacheStore:
         self._renew = client.register_script(_RENEW_LUA)
         self._release = client.register_script(_RELEASE_LUA)
         self._flip = client.register_script(_FLIP_LUA)
+        self._count = client.register_script(_COUNT_LUA)
+        self._unlink_page = client.register_script(_UNLINK_LUA)
 
     # -- error mapping ----------------------------------------------------------------------
     @contextmanager
@@ -719,18 +746,13 @@ class CacheStore:
         """Exact key counts (SCAN of the namespace) and the sample's checksums, before any flip."""
         ns = self.keys.ns(version)
         counts = {"u": 0, "i": 0}
-        cursor = 0
-        pattern = _glob_escape(ns) + "*"
+        cursor, pattern = b"0", _glob_escape(ns) + "*"
         while True:
-            cursor, names = self.client.scan(cursor, match=pattern, count=10000)
-            for name in names:
-                kind = name[len(ns):len(ns) + 2]
-                if kind == b"u:":
-                    counts["u"] += 1
-                elif kind == b"i:":
-                    counts["i"] += 1
+            cursor, users, items = self._count(args=[cursor, pattern, _SCAN_COUNT, len(ns.encode())])
+            counts["u"] += users
+            counts["i"] += items
             lock.maybe_renew()
-            if cursor == 0:
+            if cursor in (b"0", "0"):
                 break
         if (counts["u"], counts["i"]) != (n_users, n_items):
             raise CacheVerificationError(
@@ -840,20 +862,15 @@ class CacheStore:
     def _unlink_namespace(self, version: str, lock: _Lock) -> int:
         """UNLINK every key of a namespace, the manifest last (so an interrupted collection is
         found again by the next one). Returns the number of keys removed."""
-        manifest = self.keys.manifest(version).encode()
+        manifest = self.keys.manifest(version)
         pattern = _glob_escape(self.keys.ns(version)) + "*"
         removed = 0
-        cursor = 0
+        cursor = b"0"
         while True:
-            cursor, names = self.client.scan(cursor, match=pattern, count=10000)
-            names = [n for n in names if n != manifest]
-            if names:  # one round trip per page: the UNLINKs of its keys, 1,000 keys per command
-                pipe = self.client.pipeline(transaction=False)
-                for start in range(0, len(names), 1000):
-                    pipe.unlink(*names[start:start + 1000])
-                removed += sum(pipe.execute())
+            cursor, count = self._unlink_page(keys=[manifest], args=[cursor, pattern, _SCAN_COUNT])
+            removed += count
             lock.maybe_renew()
-            if cursor == 0:
+            if cursor in (b"0", "0"):
                 break
         removed += self.client.unlink(manifest)
         return removed
