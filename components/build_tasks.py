@@ -1,34 +1,38 @@
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Metrics, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
 from components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def build_tasks(run_date: str, data: str, spec: str, config: dict,
+def build_tasks(snapshot: Input[Dataset], run_date: str, spec: str, config: dict,
                 gmv: Output[Dataset], purchase: Output[Dataset], replay: Output[Dataset],
                 ltv: Output[Dataset], events: Output[Dataset], cleaning: Output[Metrics],
                 table_report: Output[HTML], table_checks: Output[Artifact]) -> bool:
-    """Load -> clean -> windows -> task tables (parquet); True when the tables pass their suites."""
+    """Validated snapshot -> clean -> windows -> task tables; True when the tables pass their suites.
+
+    Args:
+        snapshot: the rows the validation gate judged (its digest is checked).
+        run_date: YYYY-MM-DD; the run sees only data before this day.
+        spec: URL of the dataset spec YAML ("" = the embedded default spec).
+        config: the run configuration (its "tasks" section sets the windows and sampling).
+    """
+    from components._meta import attach, say
     from quantrec.config import RunConfig
-    from quantrec.data.spec import load_spec
-    from quantrec.data.tasks import prepare_run, write_table
-    from validation.runner import run_task_table_validation
+    from quantrec.stages.tasks import build_tasks_stage
 
     cfg = RunConfig.from_dict(config)
-    tt = prepare_run(run_date, data=data or None, spec=load_spec(spec or None), config=cfg.tasks)
-    sizes = tt.sizes()
-    for name, art in (("gmv", gmv), ("purchase", purchase), ("replay", replay),
-                      ("ltv", ltv), ("events", events)):
-        write_table(tt.tables[name], art.path, name)
-        art.metadata.update({"rows": sizes[name], "windows": tt.windows.to_dict(),
-                             "config": cfg.tasks.to_dict()})
-    for rule, count in tt.cleaning.removed.items():
+    outs = {"gmv": gmv, "purchase": purchase, "replay": replay, "ltv": ltv, "events": events}
+    passed, summary = build_tasks_stage(snapshot.path, snapshot.metadata.get("digest"), run_date, spec or None,
+                                        cfg, {k: a.path for k, a in outs.items()}, table_checks.path,
+                                        table_report.path)
+    for name, art in outs.items():
+        attach(art, {"rows": summary["rows"][name], "windows": summary["windows"],
+                     "snapshot": snapshot.metadata.get("digest")})
+    for rule, count in summary["cleaning"]["removed"].items():
         cleaning.log_metric(f"removed/{rule}", count)
-    cleaning.log_metric("rows_in", tt.cleaning.rows_in)
-    cleaning.log_metric("rows_out", tt.cleaning.rows_out)
-    checks = run_task_table_validation(tt.tables, tt.windows, run_date)
-    checks.write(table_checks.path, table_report.path)
-    table_checks.metadata.update(checks.summary())
-    print(checks.message())
-    return checks.passed
+    cleaning.log_metric("rows_in", summary["cleaning"]["rows_in"])
+    cleaning.log_metric("rows_out", summary["cleaning"]["rows_out"])
+    attach(table_checks, summary["checks"])
+    say(f"task tables: {summary['message']}")
+    return passed

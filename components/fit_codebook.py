@@ -5,28 +5,28 @@ from components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def fit_codebook(gmv: Input[Dataset], config: dict, registry: str, rebuild_codebook: bool,
-                 codebook: Output[Artifact], report: Output[HTML],
-                 reconstruction: Output[Artifact]) -> bool:
+def fit_codebook(gmv: Input[Dataset], champion: Input[Artifact], config: dict, codebook: Output[Artifact],
+                 report: Output[HTML], reconstruction: Output[Artifact]) -> bool:
     """Fit the GMV codebook on the training labels, or reuse the champion's; True if reused.
 
-    The champion's codebook is kept unless rebuild_codebook is set (monitoring's
-    recommendation) or there is no champion yet. Errors go in the report's metadata.
+    Args:
+        gmv: the GMV task table.
+        champion: the champion resolved for this run (says whether to rebuild, and why).
+        config: the run configuration (the codebook's shape comes from the models that need it).
     """
-    from quantrec.config import RunConfig
-    from quantrec.registry import Registry
-    from quantrec.training.daily import fit_codebook_stage
+    import json
 
-    cfg = RunConfig.from_dict(config)
-    champion = Registry(registry).champion() if registry else None
-    reuse = None
-    if champion is not None and not rebuild_codebook and "codebook.json" in champion.manifest["artifacts"]:
-        reuse = champion.artifact("codebook.json")
-    summary = fit_codebook_stage(gmv.path, cfg.models, codebook.path, report.path, reconstruction.path,
-                                 reuse_path=reuse)
-    summary["champion"] = champion.name if champion else None
-    for art in (report, codebook):
-        art.metadata.update(summary)
-    codebook.metadata["config"] = cfg.to_dict()
-    print(f"codebook {summary['source']}: MAE {summary['mae']:.5g}, relative {summary['mre']:.3g}")
-    return reuse is not None
+    from components._meta import attach, say
+    from quantrec.config import RunConfig
+    from quantrec.stages.champion import ChampionInfo
+    from quantrec.stages.codebook import fit_codebook_stage
+
+    with open(champion.path) as f:
+        info = ChampionInfo.from_dict(json.load(f))
+    summary = fit_codebook_stage(gmv.path, RunConfig.from_dict(config), info, codebook.path, report.path,
+                                 reconstruction.path)
+    attach(codebook, summary)
+    attach(report, summary)
+    say(f"codebook {summary['source']}: {summary['reason']}"
+        + (f"; MAE {summary['mae']:.5g}" if "mae" in summary else ""))
+    return summary["source"] == "reused"

@@ -5,22 +5,44 @@ from components._image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def train(gmv: Input[Dataset], codebook: Input[Artifact], codebook_reused: bool, config: dict,
-          registry: str, rqreg: Output[Model], wlr: Output[Model], training: Output[Metrics]):
-    """Train RQ-Reg and the production baseline WLR; warm start from the champion
-    when the codebook is the champion's."""
+def train(task: str, run_date: str, table: Input[Dataset], snapshot: Input[Dataset], champion: Input[Artifact],
+          config: dict, checkpoints: str, models: Output[Model], training: Output[Metrics],
+          events: Input[Dataset] = None, codebook: Input[Artifact] = None, codebook_reused: bool = False):
+    """Train every daily model of one task table; warm start per model from the champion.
+
+    Args:
+        task: the task table the models train on ("gmv" | "purchase").
+        run_date: YYYY-MM-DD of the run.
+        table: that task table.
+        snapshot: the validated snapshot (its digest keys the resumable checkpoints).
+        champion: the champion resolved for this run (warm-start weights).
+        config: the run configuration ("models": which models, size, overrides).
+        checkpoints: URL root for resumable checkpoints ("" = temporary: only a retry in
+            place resumes); a re-run of the same day, data and config resumes there.
+        events: the events table (models that read whole behaviour histories).
+        codebook: the run's GMV codebook (models that need it).
+        codebook_reused: True when the codebook is the champion's (codebook models warm start).
+    """
+    import json
+
+    from components._meta import attach, say
     from quantrec.config import RunConfig
-    from quantrec.registry import Registry
-    from quantrec.training.daily import DAILY_MODELS, train_stage
+    from quantrec.stages.champion import ChampionInfo
+    from quantrec.stages.common import run_key
+    from quantrec.stages.train import train_stage
 
     cfg = RunConfig.from_dict(config)
-    champion = Registry(registry).champion() if registry and codebook_reused else None
-    warm = ({m: champion.artifact(m) for m in DAILY_MODELS if m in champion.manifest["artifacts"]}
-            if champion else {})
-    summary = train_stage(gmv.path, codebook.path, cfg.models, {"rqreg": rqreg.path, "wlr": wlr.path},
-                          champion_dirs=warm)
-    for name, art in (("rqreg", rqreg), ("wlr", wlr)):
-        art.metadata.update({**summary[name], "config": cfg.to_dict(),
-                             "warm_start_from": champion.name if name in warm else None})
-        for key in ("val_mae", "epochs", "train_rows"):
-            training.log_metric(f"{name}/{key}", summary[name][key])
+    with open(champion.path) as f:
+        info = ChampionInfo.from_dict(json.load(f))
+    key = run_key(run_date, snapshot.metadata["digest"], cfg.to_dict())
+    ckpt = f"{checkpoints.rstrip('/')}/{key}/{task}" if checkpoints else None
+    summary = train_stage(task, table.path, cfg, models.path, info,
+                          codebook_path=codebook.path if codebook is not None else None,
+                          codebook_reused=codebook_reused, events_path=events.path if events is not None else None,
+                          checkpoint_dir=ckpt)
+    attach(models, {"task": task, "models": summary, "config": cfg.to_dict()})
+    for name, s in summary.items():
+        for key in ("val_metric", "epochs", "train_rows", "seconds", "warm_start_copied"):
+            training.log_metric(f"{name}/{key}", s[key])
+        say(f"trained {name}: val {s['metric']} {s['val_metric']:.5g} in {s['epochs']} epochs, "
+            f"{s['seconds']:.0f} s; warm start: {s['warm_start_from'] or s['warm_start_skipped']}")

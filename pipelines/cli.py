@@ -1,7 +1,12 @@
-"""The `quantrec` command line: validate data, build task tables, run or compile pipelines.
+"""The `quantrec` command line: validate data, build task tables, run or compile pipelines,
+and look after the model registry.
 
 This module lives beside the library (not in ``quantrec/``) because it drives KFP;
 the library itself never imports kfp.
+
+Exit codes: 0 success; 1 the data failed a gate or the run failed (a report says why);
+2 the command could not start (bad arguments, config, spec, data location, registry).
+Every message goes through ``quantrec.redact`` first: no secret reaches the terminal.
 """
 
 from __future__ import annotations
@@ -14,17 +19,42 @@ from pathlib import Path
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
 
 def _load_config(value: str | None) -> dict:
-    """--config: inline JSON, or a path to a JSON/YAML file."""
+    """--config: inline JSON, or a path to a JSON/YAML file; errors name the file."""
     if not value:
         return {}
     if value.lstrip().startswith("{"):
-        return json.loads(value)
-    import fsspec
-    import yaml
-    with fsspec.open(value, "r") as f:
-        return yaml.safe_load(f) or {}
+        try:
+            raw = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--config is not valid JSON: {exc}") from None
+    else:
+        import fsspec
+        import yaml
+        try:
+            with fsspec.open(value, "r") as f:
+                raw = yaml.safe_load(f)
+        except FileNotFoundError:
+            raise ValueError(f"config file not found: {value}") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config file {value} is not valid JSON/YAML: {exc}") from None
+        except (IsADirectoryError, UnicodeDecodeError) as exc:
+            raise ValueError(f"config file {value} cannot be read: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"the run config must be a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def _run_config(value: str | None):
+    """The validated run config (the whole tree: a typo fails here, before any stage)."""
+    from quantrec.config import RunConfig
+    raw = _load_config(value)
+    return raw, RunConfig.from_dict(raw)
 
 
 def _default_run_date(data: str | None, spec_path: str | None) -> str:
@@ -36,70 +66,125 @@ def _default_run_date(data: str | None, spec_path: str | None) -> str:
     return str((latest_day(resolve_data_url(spec, data), spec) + pd.Timedelta(days=1)).date())
 
 
+def _default_root() -> Path:
+    from pipelines.local import DEFAULT_ROOT
+    return DEFAULT_ROOT
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    from quantrec.config import RunConfig
+    from quantrec.redact import redact
     from validation.runner import run_validation
-    cfg = RunConfig.from_dict(_load_config(args.config))
+    _, cfg = _run_config(args.config)
     res = run_validation(args.date, data=args.data, spec_path=args.spec, window_config=cfg.tasks.windows)
-    out = Path(args.out)
+    out = Path(args.out or _default_root() / "validation" / (res.run_date or "invalid-date"))
     out.mkdir(parents=True, exist_ok=True)
     res.write(str(out / "validation.json"), str(out / "validation.html"))
-    print(res.message())
+    print(redact(res.message()))
     print(f"report: {out / 'validation.html'}")
-    return 0 if res.passed else 1
+    return EXIT_OK if res.passed else EXIT_FAILED
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from quantrec.config import RunConfig
     from quantrec.data.spec import load_spec
     from quantrec.data.tasks import prepare_run, write_table
-    cfg = RunConfig.from_dict(_load_config(args.config))
+    from quantrec.redact import redact_obj
+    _, cfg = _run_config(args.config)
     date = args.date or _default_run_date(args.data, args.spec)
     tt = prepare_run(date, data=args.data, spec=load_spec(args.spec), config=cfg.tasks)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name, df in tt.tables.items():
         write_table(df, str(out / f"{name}.parquet"), name)
-    summary = {"run_date": date, "windows": tt.windows.to_dict(), "rows": tt.sizes(),
-               "cleaning": tt.cleaning.to_dict(), "config": cfg.to_dict()}
+    summary = redact_obj({"run_date": date, "windows": tt.windows.to_dict(), "rows": tt.sizes(),
+                          "cleaning": tt.cleaning.to_dict(), "config": cfg.to_dict()})
     (out / "tasks.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
-    return 0
+    return EXIT_OK
+
+
+def _registry_for_run(args: argparse.Namespace, root: Path) -> str:
+    """The registry a local run publishes to: --registry (must exist unless
+    --create-registry), none with --no-registry, else <pipeline root>/registry (created
+    on first use: it is the local default, not a typo)."""
+    from quantrec.registry import Registry
+    if args.no_registry:
+        return ""
+    if args.registry:
+        Registry(args.registry, create=args.create_registry)
+        return args.registry
+    path = root / "registry"
+    if not (path / "registry.json").exists():
+        Registry(str(path), create=True)
+        print(f"created the local model registry {path}")
+    return str(path)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pipelines.daily import daily_pipeline
-    from pipelines.local import DEFAULT_ROOT, run_pipeline_locally
+    from pipelines.local import run_pipeline_locally
+    from pipelines.verdict import daily_verdict, print_progress
+    from quantrec.redact import redact
+
+    raw, cfg = _run_config(args.config)
     date = args.date or _default_run_date(args.data, args.spec)
-    print(f"quantrec: daily pipeline for run_date {date} (local SubprocessRunner)")
-    run = run_pipeline_locally(daily_pipeline, {"run_date": date, "data": args.data or "",
-                                                "spec": args.spec or "",
-                                                "config": _load_config(args.config),
-                                                "registry": args.registry or "",
-                                                "rebuild_codebook": bool(args.rebuild_codebook)},
-                               pipeline_root=args.pipeline_root or DEFAULT_ROOT)
-    tasks = run.task_dirs()
-    passed = "build-tasks" in tasks
-    print(f"\nrun folder: {run.run_dir}")
-    print(f"stages run: {', '.join(tasks)}")
-    print("validation: " + ("passed" if passed else "FAILED: nothing was published (see the report)"))
-    print("reports (HTML, open in a browser):")
-    for path in run.reports():
-        print(f"  {path}")
-    return 0 if passed else 1
+    root = Path(args.pipeline_root or _default_root()).resolve()
+    registry = _registry_for_run(args, root)
+    print(f"quantrec: daily pipeline for run_date {date} (local KFP SubprocessRunner)")
+    run = run_pipeline_locally(daily_pipeline, {
+        "run_date": date, "data": args.data or "", "spec": args.spec or "", "config": raw,
+        "registry": registry, "rebuild_codebook": args.rebuild_codebook,
+        "checkpoints": str(root / "checkpoints")},
+        pipeline_root=root, label=date, verbose=args.verbose, progress=print_progress)
+    code, lines = daily_verdict(run)
+    for line in lines:
+        print(redact(line))
+    return code
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.compile import COMPILED_DIR, compile_all
     for path in compile_all(args.out or COMPILED_DIR):
         print(path)
-    return 0
+    return EXIT_OK
 
 
 def cmd_import_uci(args: argparse.Namespace) -> int:
     from quantrec.data.uci_import import import_uci_workbook
     print(json.dumps(import_uci_workbook(args.workbook, args.out)))
-    return 0
+    return EXIT_OK
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from quantrec.registry import Registry
+    if args.action == "init":
+        reg = Registry(args.url, create=True)
+        print(f"created registry {reg.root}")
+        return EXIT_OK
+    reg = Registry(args.url)
+    champion = reg.champion_name()
+    if args.action == "list":
+        for name in reg.versions():
+            m = reg.get(name).manifest
+            decision = m.get("decision") or {}
+            blessed = "blessed" if decision.get("blessed") else ("not blessed" if decision else "no decision")
+            print(f"{'*' if name == champion else ' '} {name}  run_date {m.get('run_date')}  {blessed}")
+        print(f"champion: {champion or 'none'}")
+    elif args.action == "show":
+        name = args.version or champion
+        if not name:
+            print("the registry has no champion yet; name a version")
+            return EXIT_FAILED
+        print(json.dumps(reg.get(name).manifest, indent=2, sort_keys=True))
+    elif args.action == "history":
+        for e in reg.history():
+            print(f"{e['seq']:>4} {e['at']}  {e['action']:<8} {e['version']}  (was {e.get('previous')})  {e.get('reason', '')}")
+    elif args.action == "promote":
+        entry = reg.promote(args.version, expected_current=champion, reason=args.reason or "manual promotion")
+        print(f"promoted {entry['version']} (was {entry['previous']})")
+    elif args.action == "rollback":
+        entry = reg.rollback(args.steps, expected_current=champion, reason=args.reason or "")
+        print(f"rolled back to {entry['version']} (was {entry['previous']})")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,12 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(default: the spec's path, or $QUANTREC_DATA)")
         sp.add_argument("--spec", help="dataset spec YAML (default: the embedded Online Retail II spec, "
                                        "or $QUANTREC_SPEC)")
-        sp.add_argument("--config", help="run config: inline JSON or a JSON/YAML file (default: built-in)")
+        sp.add_argument("--config", help="run config: inline JSON or a JSON/YAML file (default: built-in); "
+                                         "its tasks.windows decide what is validated and trained")
 
     sp = sub.add_parser("validate", help="run the Great Expectations gate; exit 0 if the data passes")
     data_args(sp)
     sp.add_argument("--date", required=True, help="run date YYYY-MM-DD (the run sees data before it)")
-    sp.add_argument("--out", default="validation_report", help="folder for validation.json / .html")
+    sp.add_argument("--out", default=None, help="folder for validation.json / .html "
+                                                "(default: pipeline_root/validation/<date>)")
     sp.set_defaults(func=cmd_validate)
 
     sp = sub.add_parser("tasks", help="build the task tables (parquet) for a run date")
@@ -131,10 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(sp)
     sp.add_argument("--date", help="run date YYYY-MM-DD (default: the day after the data ends)")
     sp.add_argument("--pipeline-root", help="artifact folder (default: ./pipeline_root in the repo)")
-    sp.add_argument("--registry", help="model registry URL: reuse its champion's codebook and warm start "
-                                       "from its models (default: none, cold start)")
-    sp.add_argument("--rebuild-codebook", action="store_true",
-                    help="fit a new codebook even when the champion has one")
+    reg = sp.add_mutually_exclusive_group()
+    reg.add_argument("--registry", help="model registry URL (default: <pipeline root>/registry): its champion's "
+                                        "codebook is reused, its models warm-start training, the run is published")
+    reg.add_argument("--no-registry", action="store_true", help="cold start, publish nothing")
+    sp.add_argument("--create-registry", action="store_true", help="create the --registry if it does not exist")
+    sp.add_argument("--rebuild-codebook", default="auto", choices=["auto", "true", "false"],
+                    help="auto: when monitoring recommended it (default); true: always; false: reuse the champion's")
+    sp.add_argument("--verbose", action="store_true", help="show KFP's full log (it always goes to run.log)")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("compile", help="compile the pipelines to KFP YAML")
@@ -145,16 +236,30 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("workbook", help="online_retail_II.xlsx as downloaded from UCI")
     sp.add_argument("out", help="output parquet path")
     sp.set_defaults(func=cmd_import_uci)
+
+    sp = sub.add_parser("registry", help="the model registry: init, list, show, history, promote, rollback")
+    sp.add_argument("action", choices=["init", "list", "show", "history", "promote", "rollback"])
+    sp.add_argument("version", nargs="?", help="version name (show, promote)")
+    sp.add_argument("--url", default=str(_default_root() / "registry"),
+                    help="registry URL (default: the local one under pipeline_root)")
+    sp.add_argument("--steps", type=int, default=1, help="rollback: how many promotions to undo")
+    sp.add_argument("--reason", help="promote / rollback: why (kept in the promotion log)")
+    sp.set_defaults(func=cmd_registry)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from quantrec.redact import redact
     args = build_parser().parse_args(argv)
+    if args.command == "registry" and args.action == "promote" and not args.version:
+        print("quantrec registry promote: error: name the version to promote", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return args.func(args)
-    except ValueError as exc:  # our DataError / SpecError / WindowError / config errors
-        print(f"quantrec {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as exc:  # our DataError / SpecError / ConfigError / RegistryError, I/O
+        detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        print(f"quantrec {args.command}: error: {redact(detail)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

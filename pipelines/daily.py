@@ -1,15 +1,11 @@
-"""The daily training pipeline (DESIGN.md): validate -> (if passed) build task tables -> ...
+"""The daily training pipeline (DESIGN.md): validate -> (if passed) build task tables ->
+(if the tables pass) resolve the champion -> fit codebook -> train GMV models and
+purchase models -> evaluate offline -> publish.
 
-Parameters (all settable from the KFP UI):
-- run_date: YYYY-MM-DD, the day the run happens; it sees only data before it.
-- data: URL of the transactions table ("" = the dataset spec's path).
-- spec: URL of the dataset spec YAML ("" = the embedded default spec).
-- config: the run configuration (quantrec.config.RunConfig as a dict; {} = defaults;
-  {"models": {"preset": "paper"}} trains the authors' full-size models).
-- registry: URL of the model registry ("" = none): its champion's codebook is reused
-  and its models warm-start training.
-- rebuild_codebook: fit a new codebook even when the champion has one (set when the
-  monitoring pipeline recommends a rebuild).
+Caching: tasks that read something outside their inputs (the data URL, the registry)
+or change something outside (publish) never cache; every other task's inputs are
+artifacts produced in the run, so its cache key changes whenever the data or the
+champion did.
 """
 
 from kfp import dsl
@@ -17,6 +13,8 @@ from kfp import dsl
 from components.build_tasks import build_tasks
 from components.evaluate_offline import evaluate_offline
 from components.fit_codebook import fit_codebook
+from components.publish import publish
+from components.resolve_champion import resolve_champion
 from components.train import train
 from components.validate_data import validate_data
 
@@ -24,22 +22,52 @@ PIPELINE_NAME = "quantrec-daily"
 
 
 @dsl.pipeline(name=PIPELINE_NAME,
-              description="Validate the day's transactions, build task tables, fit the "
-                          "GMV codebook, train and evaluate RQ-Reg against the WLR baseline.")
+              description="Validate the day's transactions, build task tables, fit the GMV codebook, "
+                          "train RQ-Reg, WLR and the purchase model, evaluate them offline and publish "
+                          "the run to the model registry.")
 def daily_pipeline(run_date: str, data: str = "", spec: str = "", config: dict = {},
-                   registry: str = "", rebuild_codebook: bool = False):
+                   registry: str = "", rebuild_codebook: str = "auto", checkpoints: str = ""):
+    """The daily training run.
+
+    Args:
+        run_date: YYYY-MM-DD, the day the run happens; it sees only data before it.
+        data: URL of the transactions table ("" = the dataset spec's path).
+        spec: URL of the dataset spec YAML ("" = the embedded default spec).
+        config: the run configuration (quantrec.config.RunConfig as a dict; {} = defaults;
+            {"models": {"preset": "paper"}} trains the authors' full-size models).
+        registry: URL of the model registry ("" = none): its champion's codebook is reused,
+            its models warm-start training, and the run is published there.
+        rebuild_codebook: "auto" (rebuild when the monitoring pipeline recommended it),
+            "true" (always fit a new codebook) or "false" (reuse the champion's).
+        checkpoints: URL root for resumable training checkpoints ("" = none): a re-run of the
+            same day, data and config resumes from them.
+    """
     gate = validate_data(run_date=run_date, data=data, spec=spec, config=config)
-    gate.set_display_name("validate data")
+    gate.set_display_name("validate data").set_caching_options(False)  # reads the data URL
     with dsl.If(gate.outputs["Output"] == True, name="data-passed"):  # noqa: E712 (KFP condition)
-        tasks = build_tasks(run_date=run_date, data=data, spec=spec, config=config)
-        tasks.set_display_name("build task tables")
-        with dsl.If(tasks.outputs["Output"] == True, name="tables-passed"):  # noqa: E712
-            codebook = fit_codebook(gmv=tasks.outputs["gmv"], config=config, registry=registry,
-                                    rebuild_codebook=rebuild_codebook)
+        tables = build_tasks(snapshot=gate.outputs["snapshot"], run_date=run_date, spec=spec, config=config)
+        tables.set_display_name("build task tables")
+        with dsl.If(tables.outputs["Output"] == True, name="tables-passed"):  # noqa: E712
+            champ = resolve_champion(registry=registry, run_date=run_date, rebuild_codebook=rebuild_codebook)
+            champ.set_display_name("resolve champion").set_caching_options(False)  # reads the registry
+            codebook = fit_codebook(gmv=tables.outputs["gmv"], champion=champ.outputs["champion"], config=config)
             codebook.set_display_name("fit codebook")
-            models = train(gmv=tasks.outputs["gmv"], codebook=codebook.outputs["codebook"],
-                           codebook_reused=codebook.outputs["Output"], config=config, registry=registry)
-            models.set_display_name("train RQ-Reg and WLR")
-            report = evaluate_offline(gmv=tasks.outputs["gmv"], rqreg=models.outputs["rqreg"],
-                                      wlr=models.outputs["wlr"])
+            gmv_models = train(task="gmv", run_date=run_date, table=tables.outputs["gmv"],
+                               snapshot=gate.outputs["snapshot"], champion=champ.outputs["champion"],
+                               config=config, checkpoints=checkpoints, events=tables.outputs["events"],
+                               codebook=codebook.outputs["codebook"], codebook_reused=codebook.outputs["Output"])
+            gmv_models.set_display_name("train GMV models")
+            purchase_models = train(task="purchase", run_date=run_date, table=tables.outputs["purchase"],
+                                    snapshot=gate.outputs["snapshot"], champion=champ.outputs["champion"],
+                                    config=config, checkpoints=checkpoints, events=tables.outputs["events"])
+            purchase_models.set_display_name("train purchase models")
+            report = evaluate_offline(gmv=tables.outputs["gmv"], purchase=tables.outputs["purchase"],
+                                      events=tables.outputs["events"], gmv_models=gmv_models.outputs["models"],
+                                      purchase_models=purchase_models.outputs["models"])
             report.set_display_name("evaluate offline")
+            published = publish(registry=registry, run_date=run_date, config=config,
+                                champion=champ.outputs["champion"], snapshot=gate.outputs["snapshot"],
+                                codebook=codebook.outputs["codebook"], gmv_models=gmv_models.outputs["models"],
+                                purchase_models=purchase_models.outputs["models"],
+                                evaluation=report.outputs["evaluation"], metrics=report.outputs["metrics"])
+            published.set_display_name("publish").set_caching_options(False)  # writes the registry

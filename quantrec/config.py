@@ -80,6 +80,15 @@ class ModelsConfig:
         for name in set(self.daily) | set(self.models):
             self.model_config(name)  # every override is built (and checked) before any stage runs
 
+    def roles(self) -> dict[str, Any]:
+        """What each daily model is for: {"baseline": name, "gmv": [challengers],
+        "purchase": [names], "<other task>": [...]} (the shadow stage reads it)."""
+        out: dict[str, Any] = {"baseline": self.baseline}
+        for name in self.daily:
+            if name != self.baseline:
+                out.setdefault(self.model_config(name).task, []).append(name)
+        return out
+
     def model_class(self, name: str) -> type:
         from quantrec.models import MODELS
         return MODELS[name]

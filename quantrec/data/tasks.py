@@ -216,15 +216,24 @@ def build_task_tables(lines: pd.DataFrame, windows: Windows, config: TaskConfig 
     return TaskTables(windows=windows, tables=tables, cleaning=cleaning, config=config)
 
 
+def tables_from_raw(raw: pd.DataFrame, run_date: str | pd.Timestamp, spec: DatasetSpec,
+                    config: TaskConfig = TaskConfig()) -> TaskTables:
+    """Clean -> windows -> task tables from canonical raw rows (``load.load_transactions``
+    output, e.g. the validated snapshot of a run); rows on or after run_date are ignored."""
+    d = parse_run_date(run_date)
+    raw = raw[raw[S.DAY] < d]
+    windows = compute_windows(raw[S.DAY], d, config.windows)
+    lines, report = clean_transactions(raw, spec.cleaning)
+    return build_task_tables(lines, windows, config, cleaning=report)
+
+
 def prepare_run(run_date: str, data: str | None = None, spec: DatasetSpec | None = None,
                 config: TaskConfig = TaskConfig()) -> TaskTables:
     """Load -> clean -> windows -> task tables for a run on ``run_date``."""
     spec = spec or load_spec()
     d = parse_run_date(run_date)
     raw = load_transactions(resolve_data_url(spec, data), spec, before=d)
-    windows = compute_windows(raw[S.DAY], d, config.windows)
-    lines, report = clean_transactions(raw, spec.cleaning)
-    return build_task_tables(lines, windows, config, cleaning=report)
+    return tables_from_raw(raw, d, spec, config)
 
 
 # ---- parquet with explicit schemas ---------------------------------------------------

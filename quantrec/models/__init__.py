@@ -28,11 +28,12 @@ MODELS: dict[str, type] = {}
 
 def register_model(cls: type) -> type:
     """Add a model class to ``MODELS`` after checking it declares the protocol's fields."""
-    for attr in ("name", "config_cls", "output", "needs", "warm_starts", "fit", "predict", "save", "load"):
+    for attr in ("name", "display_name", "config_cls", "output", "needs", "warm_starts", "fit", "predict",
+                 "save", "load"):
         if not hasattr(cls, attr):
             raise TypeError(f"model class {cls.__name__} lacks {attr!r} (see quantrec.models.base)")
-    if not cls.name:
-        raise TypeError(f"model class {cls.__name__} has an empty name")
+    if not cls.name or not cls.display_name:
+        raise TypeError(f"model class {cls.__name__} needs a name and a display_name")
     if cls.output not in OUTPUTS:
         raise TypeError(f"model {cls.name!r}: output {cls.output!r} is not one of {OUTPUTS}")
     if not set(cls.needs) <= NEEDS:

@@ -6,6 +6,7 @@ The protocol every model of ``quantrec.models.MODELS`` follows (stages and compo
 read these declarations and never branch on a model's name)::
 
     name: str                   registry key, also written into config.json
+    display_name: str           how reports and metric keys name it ("RQ-Reg")
     config_cls: type            dataclass with small(**kw) / paper(**kw) and a ``task`` field
     output: str                 "value" (currency units) | "probability" (in [0, 1])
     needs: frozenset[str]       extra inputs: "codebook" (the run's GMV codebook),
@@ -173,6 +174,7 @@ class NeuralModel:
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
     config_cls: ClassVar[type] = object
     output: ClassVar[str] = "value"
     needs: ClassVar[frozenset[str]] = frozenset()

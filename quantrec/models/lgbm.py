@@ -54,6 +54,7 @@ class LGBMModel:
     categorical indices, which the refitted feature pipeline renumbers."""
 
     name = "lgbm"
+    display_name = "LightGBM"
     config_cls = LGBMConfig
     output = "value"
     needs = frozenset()

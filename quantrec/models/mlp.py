@@ -23,6 +23,7 @@ class MLPConfig(ScalarNetConfig):
 
 class MLPModel(NeuralModel):
     name = "mlp"
+    display_name = "MLP"
     config_cls = MLPConfig
 
     def _targets(self, y: np.ndarray) -> dict[str, torch.Tensor]:

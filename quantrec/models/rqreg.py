@@ -319,6 +319,7 @@ class RQRegModel(NeuralModel):
     """
 
     name = "rqreg"
+    display_name = "RQ-Reg"
     config_cls = RQRegConfig
     needs = frozenset({"codebook"})
 

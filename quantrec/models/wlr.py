@@ -27,6 +27,7 @@ class WLRConfig(ScalarNetConfig):
 
 class WLRModel(NeuralModel):
     name = "wlr"
+    display_name = "WLR"
     config_cls = WLRConfig
 
     def _prepare(self, y_train: np.ndarray, inputs: ModelInputs) -> None:

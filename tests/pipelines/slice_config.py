@@ -5,8 +5,8 @@ SLICE_START, SLICE_END = "2011-01-04", "2011-05-01"
 SLICE_RUN_DATE = "2011-04-28"
 SLICE_CONFIG = {
     "tasks": {"windows": {"eval_days": 2, "val_days": 3, "train_days": 45}, "purchase_train_days": 7},
-    "models": {"max_train_rows": 4000,
-               "rqreg": {"d_model": 16, "code_emb_dim": 8, "feat_emb_dim": 4, "layers": 2, "codebook_size": 16,
-                         "train": {"epochs": 1, "batch_size": 256, "progress": False}},
-               "wlr": {"d_model": 16, "emb_dim": 4, "train": {"epochs": 1, "batch_size": 256, "progress": False}}},
+    "models": {"max_train_rows": 4000, "models": {
+        "rqreg": {"d_model": 16, "code_emb_dim": 8, "feat_emb_dim": 4, "layers": 2, "codebook_size": 16,
+                  "train": {"epochs": 1, "batch_size": 256, "progress": False}},
+        "wlr": {"d_model": 16, "emb_dim": 4, "train": {"epochs": 1, "batch_size": 256, "progress": False}}}},
 }

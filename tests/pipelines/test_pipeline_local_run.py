@@ -1,54 +1,93 @@
-"""The daily pipeline run locally (KFP SubprocessRunner) on a slice of the real data."""
+"""The daily pipeline run locally (KFP SubprocessRunner) through the CLI on a slice of the
+real data: two runs sharing a pipeline root at once each report their own verdict."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from slice_config import SLICE_CONFIG, SLICE_RUN_DATE
-from pipelines.daily import daily_pipeline
-from pipelines.local import run_pipeline_locally
+
+
+def _cli(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def _finish(proc: subprocess.Popen, timeout: int = 900) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _run_folder(out: str) -> Path:
+    return Path(re.search(r"run folder: (\S+)", out).group(1))
 
 
 @pytest.fixture(scope="module")
-def passing_run(tmp_path_factory, real_slice):
+def two_runs(tmp_path_factory, real_slice):
+    """A passing run and a failing run started together on the same pipeline root."""
     root = tmp_path_factory.mktemp("root")
-    return run_pipeline_locally(daily_pipeline, {"run_date": SLICE_RUN_DATE, "data": real_slice,
-                                                 "spec": "", "config": SLICE_CONFIG}, pipeline_root=root)
+    common = ["--data", real_slice, "--config", json.dumps(SLICE_CONFIG), "--pipeline-root", str(root)]
+    good = _cli(["run", "--date", SLICE_RUN_DATE, *common])
+    bad = _cli(["run", "--date", "2011-08-01", "--no-registry", *common])  # stale: nothing fresh
+    return {"root": root, "good": _finish(good), "bad": _finish(bad)}
 
 
-def test_passing_validation_runs_every_stage(passing_run):
-    assert passing_run.task_dirs() == ["build-tasks", "evaluate-offline", "fit-codebook", "train",
-                                       "validate-data"]
-    names = {p.name for p in passing_run.artifacts()}
-    assert {"gmv", "purchase", "replay", "ltv", "events", "codebook"} <= names
-    assert {"model.safetensors", "config.json", "features.json"} <= names
-    reports = {p.parent.name for p in passing_run.reports()}
+def test_each_concurrent_run_reports_its_own_verdict(two_runs):
+    code, out, err = two_runs["good"]
+    assert code == 0, out + err
+    bad_code, bad_out, _ = two_runs["bad"]
+    assert bad_code == 1
+    assert _run_folder(out) != _run_folder(bad_out)
+    assert "verdict: PASSED" in out
+    assert "verdict: FAILED: data validation did not pass" in bad_out and "freshness" in bad_out
+    assert "nothing was trained or published" in bad_out
+
+
+def test_passing_run_shows_one_line_per_stage_and_publishes(two_runs):
+    code, out, _ = two_runs["good"]
+    run_dir = _run_folder(out)
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == [
+        "build-tasks", "evaluate-offline", "fit-codebook", "publish", "resolve-champion", "train", "train-2",
+        "validate-data"]
+    stage_lines = [line for line in out.splitlines() if line.startswith("  [")]
+    assert len(stage_lines) == 8 and all(line.startswith("  [ok  ]") for line in stage_lines)
+    assert len(out.splitlines()) < 40  # quiet: KFP's log goes to run.log
+    log = (run_dir / "run.log").read_text()
+    assert "Executing task" in log and len(log.splitlines()) > 100
+    version = re.search(r"published: (\S+)", out).group(1)
+    registry = two_runs["root"] / "registry"
+    manifest = json.loads((registry / "versions" / version / "manifest.json").read_text())
+    assert manifest["run_date"] == SLICE_RUN_DATE and manifest["roles"]["baseline"] == "wlr"
+    reports = {Path(p).parent.name for p in re.findall(r"^  (/\S+)$", out, flags=re.M)}
     assert reports == {"validate-data", "build-tasks", "fit-codebook", "evaluate-offline"}
 
 
-def test_offline_report_compares_rqreg_with_wlr(passing_run):
-    (report,) = [p for p in passing_run.reports() if p.parent.name == "evaluate-offline"]
-    html = report.read_text()
-    assert "RQ-Reg" in html and "WLR" in html and "<img" in html
-    metrics = json.loads((report.parent / "executor_output.json").read_text())
-    logged = metrics["artifacts"]["metrics"]["artifacts"][0]["metadata"]
-    assert 0.0 < logged["RQ-Reg/XAUC"] <= 1.0 and logged["WLR/MAE"] > 0
-
-
-def test_failing_validation_publishes_nothing(tmp_path, real_slice):
+def test_failing_run_leaves_no_temp_folders(two_runs):
     import glob
     import tempfile
-    before = set(glob.glob(f"{tempfile.gettempdir()}/tmp.*"))
-    run = run_pipeline_locally(daily_pipeline, {"run_date": "2011-08-01", "data": real_slice,
-                                                "spec": "", "config": SLICE_CONFIG}, pipeline_root=tmp_path)
-    assert run.task_dirs() == ["validate-data"]
-    result = json.loads(next(p for p in run.artifacts() if p.parent.name == "validate-data"
-                             and p.name == "result").read_text())
-    assert result["passed"] is False
-    reports = run.reports()
-    assert len(reports) == 1 and reports[0].parent.name == "validate-data"
-    assert "fresh" in reports[0].read_text().lower()
-    # the run leaves no component / workspace folders in the system temp dir
-    assert set(glob.glob(f"{tempfile.gettempdir()}/tmp.*")) <= before
+    assert not glob.glob(f"{tempfile.gettempdir()}/quantrec-local-run-*")
+
+
+def test_no_secret_reaches_any_output_of_a_run(tmp_path):
+    token, password = "ya29.sEcReT-token-4242", "hunter2-pw-99"
+    url = f"https://alice:{password}@no-such-host.invalid/data/retail.parquet"
+    proc = _cli(["run", "--date", SLICE_RUN_DATE, "--data", url, "--no-registry", "--pipeline-root", str(tmp_path)],
+                env={"QUANTREC_GCS_TOKEN": token})
+    code, out, err = _finish(proc)
+    assert code == 1, out + err
+    assert "alice:***@no-such-host.invalid" in out + err
+    # and without --date (the default run date reads the data first): one line, no traceback
+    code2, out2, err2 = _finish(_cli(["run", "--data", url, "--no-registry", "--pipeline-root", str(tmp_path)],
+                                     env={"QUANTREC_GCS_TOKEN": token}))
+    assert code2 == 2 and "Traceback" not in err2 and len(err2.strip().splitlines()) == 1
+    texts = [out, err, out2, err2] + [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(texts) > 6  # the run wrote its reports, metadata and log
+    for text in texts:
+        assert password not in text and token not in text

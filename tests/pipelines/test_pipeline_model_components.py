@@ -1,5 +1,5 @@
-"""fit_codebook -> train -> evaluate_offline through python_func, on real-slice tables,
-with and without a champion in a registry."""
+"""resolve_champion -> fit_codebook -> train -> evaluate_offline -> publish through
+python_func, on real-slice tables, without and with a champion in a registry."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 from components.build_tasks import build_tasks
 from components.evaluate_offline import evaluate_offline
 from components.fit_codebook import fit_codebook
+from components.publish import publish
+from components.resolve_champion import resolve_champion
 from components.train import train
+from components.validate_data import validate_data
 from quantrec.codebook import load_codebook
 from quantrec.codebook.target import TargetCodebook
 from quantrec.registry import Registry
@@ -19,67 +22,111 @@ from slice_config import SLICE_CONFIG, SLICE_RUN_DATE
 
 
 @pytest.fixture(scope="module")
-def gmv_table(tmp_path_factory, real_slice) -> Dataset:
+def tables(tmp_path_factory, real_slice) -> dict:
     d = tmp_path_factory.mktemp("tables")
+    snap = Dataset(uri=str(d / "snapshot"))
+    assert validate_data.python_func(run_date=SLICE_RUN_DATE, data=real_slice, spec="", config=SLICE_CONFIG,
+                                     report=HTML(uri=str(d / "v.html")), result=Artifact(uri=str(d / "v.json")),
+                                     snapshot=snap)
     outs = {n: Dataset(uri=str(d / n)) for n in ("gmv", "purchase", "replay", "ltv", "events")}
-    assert build_tasks.python_func(run_date=SLICE_RUN_DATE, data=real_slice, spec="", config=SLICE_CONFIG,
+    assert build_tasks.python_func(snapshot=snap, run_date=SLICE_RUN_DATE, spec="", config=SLICE_CONFIG,
                                    cleaning=Metrics(uri=str(d / "c")), table_report=HTML(uri=str(d / "t.html")),
                                    table_checks=Artifact(uri=str(d / "t.json")), **outs)
-    return outs["gmv"]
+    return {"snapshot": snap, **outs}
 
 
-def _fit_codebook(tmp, gmv, registry="", rebuild=False):
-    cb, rep, rec = Artifact(uri=str(tmp / "codebook")), HTML(uri=str(tmp / "cb.html")), Artifact(uri=str(tmp / "cb.json"))
-    reused = fit_codebook.python_func(gmv=gmv, config=SLICE_CONFIG, registry=registry, rebuild_codebook=rebuild,
-                                      codebook=cb, report=rep, reconstruction=rec)
-    return reused, cb, rep, rec
+def _day(tmp, tables, registry="", rebuild="auto", config=SLICE_CONFIG):
+    """One run's model stages; returns every artifact by name."""
+    tmp.mkdir(exist_ok=True)
+    a = {"champion": Artifact(uri=str(tmp / "champion.json")), "codebook": Artifact(uri=str(tmp / "codebook")),
+         "cb_report": HTML(uri=str(tmp / "cb.html")), "reconstruction": Artifact(uri=str(tmp / "cb.json")),
+         "gmv_models": Model(uri=str(tmp / "gmv_models")), "purchase_models": Model(uri=str(tmp / "purchase_models")),
+         "report": HTML(uri=str(tmp / "ev.html")), "metrics": Metrics(uri=str(tmp / "evm")),
+         "evaluation": Artifact(uri=str(tmp / "ev.json"))}
+    a["version"] = resolve_champion.python_func(registry=registry, run_date=SLICE_RUN_DATE,
+                                                rebuild_codebook=rebuild, champion=a["champion"])
+    a["reused"] = fit_codebook.python_func(gmv=tables["gmv"], champion=a["champion"], config=config,
+                                           codebook=a["codebook"], report=a["cb_report"],
+                                           reconstruction=a["reconstruction"])
+    common = dict(run_date=SLICE_RUN_DATE, snapshot=tables["snapshot"], champion=a["champion"], config=config,
+                  checkpoints="", events=tables["events"])
+    train.python_func(task="gmv", table=tables["gmv"], models=a["gmv_models"],
+                      training=Metrics(uri=str(tmp / "tm1")), codebook=a["codebook"],
+                      codebook_reused=a["reused"], **common)
+    train.python_func(task="purchase", table=tables["purchase"], models=a["purchase_models"],
+                      training=Metrics(uri=str(tmp / "tm2")), **common)
+    evaluate_offline.python_func(gmv=tables["gmv"], purchase=tables["purchase"], events=tables["events"],
+                                 gmv_models=a["gmv_models"], purchase_models=a["purchase_models"],
+                                 report=a["report"], metrics=a["metrics"], evaluation=a["evaluation"])
+    a["published"] = publish.python_func(registry=registry, run_date=SLICE_RUN_DATE, config=config,
+                                         champion=a["champion"], snapshot=tables["snapshot"], codebook=a["codebook"],
+                                         gmv_models=a["gmv_models"], purchase_models=a["purchase_models"],
+                                         evaluation=a["evaluation"], metrics=a["metrics"])
+    return a
 
 
-def _train(tmp, gmv, cb, reused, registry=""):
-    rq, wl, m = Model(uri=str(tmp / "rqreg")), Model(uri=str(tmp / "wlr")), Metrics(uri=str(tmp / "m"))
-    train.python_func(gmv=gmv, codebook=cb, codebook_reused=reused, config=SLICE_CONFIG, registry=registry,
-                      rqreg=rq, wlr=wl, training=m)
-    return rq, wl, m
+def test_cold_start_fits_codebook_trains_evaluates_and_publishes_nothing_without_registry(tmp_path, tables):
+    a = _day(tmp_path / "cold", tables)
+    assert a["version"] == "" and a["reused"] is False and a["published"] == ""
+    assert a["cb_report"].metadata["source"] == "fitted"
+    assert isinstance(load_codebook(a["codebook"].path), TargetCodebook)
+    methods = json.loads(open(a["reconstruction"].path).read())["methods"]
+    assert len(methods) == 1  # the comparison codebooks are fitted only on request
+    assert 0 < a["cb_report"].metadata["mae"] < a["cb_report"].metadata["tail_mae"]
+    gm = a["gmv_models"].metadata["models"]
+    assert set(gm) == {"rqreg", "wlr"} and gm["rqreg"]["warm_start_from"] is None and gm["rqreg"]["epochs"] == 1
+    assert gm["rqreg"]["metric"] == "mae" and gm["wlr"]["warm_start_skipped"] == "no champion"
+    assert {"gmv/RQ-Reg/MAE", "gmv/WLR/MAE", "gmv/RQ-Reg/XAUC", "gmv/WLR/Norm-Gini"} <= set(a["metrics"].metadata)
+    assert a["report"].metadata["n_eval/gmv"] > 100
 
 
-def test_cold_start_fits_codebook_trains_and_evaluates(tmp_path, gmv_table):
-    reused, cb, rep, rec = _fit_codebook(tmp_path, gmv_table)
-    assert reused is False and rep.metadata["source"] == "fitted"
-    assert isinstance(load_codebook(cb.path), TargetCodebook)
-    methods = json.loads(open(rec.path).read())["methods"]
-    assert len(methods) == 3  # ours + flat K-means + dynamic quantile, same target space
-    assert 0 < rep.metadata["mae"] < rep.metadata["tail_mae"]
-    assert "<img" in open(rep.path).read()
-    rq, wl, m = _train(tmp_path, gmv_table, cb, reused)
-    assert rq.metadata["warm_start_from"] is None and m.metadata["rqreg/epochs"] == 1
-    ev_report, ev_metrics, ev_json = HTML(uri=str(tmp_path / "ev.html")), Metrics(uri=str(tmp_path / "evm")), Artifact(uri=str(tmp_path / "ev.json"))
-    evaluate_offline.python_func(gmv=gmv_table, rqreg=rq, wlr=wl, report=ev_report, metrics=ev_metrics,
-                                 evaluation=ev_json)
-    assert {"RQ-Reg/MAE", "WLR/MAE", "RQ-Reg/XAUC", "WLR/Norm-Gini"} <= set(ev_metrics.metadata)
-    assert ev_report.metadata["n_eval"] > 100
+def test_publish_then_champion_codebook_reused_and_weights_copied(tmp_path, tables):
+    reg = Registry(str(tmp_path / "registry"), create=True)
+    first = _day(tmp_path / "first", tables, registry=reg.root)
+    v1 = first["published"]
+    manifest = reg.get(v1).manifest
+    assert manifest["data_fingerprint"] == tables["snapshot"].metadata["digest"]
+    assert manifest["codebook_source"] == "fitted" and manifest["codebook_fitted_on"] == SLICE_RUN_DATE
+    assert manifest["roles"] == {"baseline": "wlr", "gmv": ["rqreg"]}
+    assert manifest["metrics"]["gmv/RQ-Reg/MAE"] > 0 and manifest["training"]["wlr"]["epochs"] == 1
+    # a retried publish of the same content is the same version, not an error
+    again = publish.python_func(registry=reg.root, run_date=SLICE_RUN_DATE, config=SLICE_CONFIG,
+                                champion=first["champion"], snapshot=tables["snapshot"], codebook=first["codebook"],
+                                gmv_models=first["gmv_models"], purchase_models=first["purchase_models"],
+                                evaluation=first["evaluation"], metrics=first["metrics"])
+    assert again == v1 and reg.versions() == [v1]
+    reg.promote(v1, expected_current=None)
+
+    second = _day(tmp_path / "second", tables, registry=reg.root, rebuild="false")
+    assert second["version"] == v1 and second["reused"] is True
+    assert open(second["codebook"].path).read() == open(first["codebook"].path).read()
+    gm = second["gmv_models"].metadata["models"]
+    for name in ("rqreg", "wlr"):
+        assert gm[name]["warm_start_from"] == v1
+        assert gm[name]["warm_start_copied"] > 3 and gm[name]["warm_start_embedding_rows"] > 100
+
+    # a rebuild (asked, or recommended by monitoring): new codebook, RQ-Reg cold, WLR still warm
+    # advice about another codebook does not apply; advice about the champion's does
+    reg.record_recommendation("2011-04-27", {"action": "rebuild", "codebook_id": "f" * 64})
+    assert resolve_champion.python_func(registry=reg.root, run_date=SLICE_RUN_DATE, rebuild_codebook="auto",
+                                        champion=Artifact(uri=str(tmp_path / "c.json"))) == v1
+    assert json.loads((tmp_path / "c.json").read_text())["rebuild_codebook"] is False
+    reg.record_recommendation(SLICE_RUN_DATE, {"action": "rebuild", "reasons": ["occupancy shift"],
+                                               "codebook_id": manifest["codebook_id"]})
+    third = _day(tmp_path / "third", tables, registry=reg.root, rebuild="auto")
+    assert third["reused"] is False and "monitoring recommended a rebuild" in third["cb_report"].metadata["reason"]
+    gm3 = third["gmv_models"].metadata["models"]
+    assert gm3["rqreg"]["warm_start_from"] is None and gm3["rqreg"]["warm_start_skipped"] == "the codebook was rebuilt"
+    assert gm3["wlr"]["warm_start_from"] == v1 and gm3["wlr"]["warm_start_copied"] > 3
 
 
-def test_champion_codebook_is_reused_and_models_warm_start(tmp_path, gmv_table):
-    first = tmp_path / "first"
-    first.mkdir()
-    _, cb, _, _ = _fit_codebook(first, gmv_table)
-    rq, wl, _ = _train(first, gmv_table, cb, False)
-    reg = Registry(str(tmp_path / "registry"))
-    reg.publish("v1", {"codebook.json": cb.path, "rqreg": rq.path, "wlr": wl.path})
-    reg.promote("v1")
-
-    second = tmp_path / "second"
-    second.mkdir()
-    reused, cb2, rep2, _ = _fit_codebook(second, gmv_table, registry=reg.root)
-    assert reused is True and rep2.metadata["source"] == "reused" and rep2.metadata["champion"] == "v1"
-    assert open(cb2.path).read() == open(cb.path).read()
-    rq2, wl2, _ = _train(second, gmv_table, cb2, reused, registry=reg.root)
-    assert rq2.metadata["warm_start_from"] == "v1" and rq2.metadata["warm_started"] is True
-
-    # monitoring asked for a rebuild: fit a new codebook, train cold
-    third = tmp_path / "third"
-    third.mkdir()
-    reused3, cb3, rep3, _ = _fit_codebook(third, gmv_table, registry=reg.root, rebuild=True)
-    assert reused3 is False and rep3.metadata["source"] == "fitted"
-    rq3, _, _ = _train(third, gmv_table, cb3, reused3, registry=reg.root)
-    assert rq3.metadata["warm_start_from"] is None
+def test_a_champion_codebook_of_another_shape_is_rebuilt_saying_why(tmp_path, tables):
+    reg = Registry(str(tmp_path / "registry"), create=True)
+    first = _day(tmp_path / "first", tables, registry=reg.root)
+    reg.promote(first["published"])
+    wider = json.loads(json.dumps(SLICE_CONFIG))
+    wider["models"]["models"]["rqreg"]["codebook_size"] = 24
+    second = _day(tmp_path / "second", tables, registry=reg.root, rebuild="false", config=wider)
+    assert second["reused"] is False
+    assert "differs from the configured" in second["cb_report"].metadata["reason"]
+    assert load_codebook(second["codebook"].path).size == 24

@@ -11,9 +11,10 @@ import numpy as np
 from quantrec.models import load_model
 from quantrec.models.base import config_to_json
 from quantrec.models.rqreg import RQRegConfig
-from quantrec.training.ddp import run
+from quantrec.stages.ddp import run
 from quantrec.training.trainer import TrainConfig
 
+from quantrec.data.features import build_aggregates
 from quantrec.data.tasks import build_gmv_task
 from quantrec.data.windows import WindowConfig, compute_windows
 
@@ -21,8 +22,8 @@ from quantrec.data.windows import WindowConfig, compute_windows
 def test_two_process_ddp_matches_single_process(tmp_path, real_lines):
     # a small slice of the real GMV task: September 2011
     lines = real_lines[(real_lines["day"] >= "2011-09-01") & (real_lines["day"] < "2011-10-01")]
-    df = build_gmv_task(lines, compute_windows(lines["day"], "2011-09-30",
-                                               WindowConfig(eval_days=1, val_days=3, train_days=20)))
+    windows = compute_windows(lines["day"], "2011-09-30", WindowConfig(eval_days=1, val_days=3, train_days=20))
+    df = build_gmv_task(lines, windows, build_aggregates(lines, as_of=windows.run_date))
     tr = df[df.split == "train"].head(384)           # 6 global batches of 64, 32 per rank
     va = df[df.split == "val"].head(300)
     tr.to_parquet(tmp_path / "train.parquet")
@@ -38,7 +39,7 @@ def test_two_process_ddp_matches_single_process(tmp_path, real_lines):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "quantrec.training.ddp", "--model", "rqreg", "--train", str(tmp_path / "train.parquet"),
+         "-m", "quantrec.stages.ddp", "--model", "rqreg", "--train", str(tmp_path / "train.parquet"),
          "--val", str(tmp_path / "val.parquet"), "--out", str(tmp_path / "ddp"),
          "--config", str(tmp_path / "cfg.json")],
         capture_output=True, text=True, timeout=180, env=env)

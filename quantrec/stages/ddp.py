@@ -2,7 +2,7 @@
 
 Locally (CPU, gloo)::
 
-    torchrun --nproc_per_node 2 -m quantrec.training.ddp --model rqreg \\
+    torchrun --nproc_per_node 2 -m quantrec.stages.ddp --model rqreg \\
         --train train.parquet --val val.parquet --out runs/rqreg [--config cfg.json]
 
 Every rank reads the same frames, fits the same feature pipeline / codebook
@@ -31,7 +31,7 @@ RANK, and ``torchrun`` inside each pod reads them (``--nnodes`` = replicas)::
               containers:
               - name: pytorch                # the operator requires this name
                 image: <images/ image, tag = quantrec version>
-                command: [torchrun, --nproc_per_node=1, -m, quantrec.training.ddp]
+                command: [torchrun, --nproc_per_node=1, -m, quantrec.stages.ddp]
                 args: [--model, rqreg, --train, gs://bucket/run/gmv_train.parquet,
                        --val, gs://bucket/run/gmv_val.parquet, --out, gs://bucket/run/rqreg,
                        --backend, gloo]      # nccl on GPU nodes
@@ -49,6 +49,7 @@ depends on kfp.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from typing import Any
@@ -61,6 +62,11 @@ import torch.distributed as dist
 from quantrec.models import MODELS
 from quantrec.models.base import config_from_json
 from quantrec.training import checkpoints as ck
+
+
+def uses_trainer(cls: type) -> bool:
+    """Whether a model class trains with ``training.trainer`` (its config has ``train``)."""
+    return "train" in {f.name for f in dataclasses.fields(cls.config_cls)}
 
 
 def read_frame(path: str) -> pd.DataFrame:
@@ -82,8 +88,11 @@ def run(model_name: str, train_path: str, val_path: str, out: str,
         config: dict[str, Any] | None = None, backend: str = "gloo") -> str:
     """Train ``model_name`` (a neural model of ``MODELS``) on the frames at the given
     paths under the current process group; rank 0 saves ``<out>/model``. Returns it."""
-    rank, world = init_distributed(backend)
+    torch_models = sorted(k for k, c in MODELS.items() if uses_trainer(c))
+    if model_name not in torch_models:
+        raise ValueError(f"{model_name!r} is not a model trained by quantrec's trainer: {torch_models}")
     cls = MODELS[model_name]
+    rank, world = init_distributed(backend)
     cfg = config_from_json(cls.config_cls, config) if config else cls.config_cls()
     if hasattr(cfg, "train"):
         cfg.train.progress = cfg.train.progress and rank == 0
@@ -100,7 +109,7 @@ def run(model_name: str, train_path: str, val_path: str, out: str,
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="DDP training entry point (run under torchrun)")
-    ap.add_argument("--model", required=True, choices=[k for k in MODELS if k != "lgbm"])
+    ap.add_argument("--model", required=True, help="a neural model of quantrec.models.MODELS (warm_starts)")
     ap.add_argument("--train", required=True, help="train-split parquet (fsspec URL)")
     ap.add_argument("--val", required=True, help="val-split parquet (fsspec URL)")
     ap.add_argument("--out", required=True, help="output dir: checkpoints/ and model/")

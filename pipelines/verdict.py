@@ -1,0 +1,62 @@
+"""A local run's verdict and what the terminal shows, read from the run's own outputs.
+
+The exit status comes from each gate's output parameter and from the tasks' statuses,
+never from which folders exist: a run whose task-table suites failed, or whose
+training crashed, is a failed run even though validation passed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.local import LocalRun, TaskRecord
+
+EXIT_OK, EXIT_FAILED = 0, 1
+GATES = (("validate-data", "result", "data validation"), ("build-tasks", "table_checks", "task-table checks"))
+
+
+def print_progress(rec: TaskRecord) -> None:
+    """One line per finished task: status, name, seconds, the task's own summary."""
+    mark = "ok  " if rec.status == "SUCCESS" else "FAIL"
+    said = rec.said[-1] if rec.said else ""
+    print(f"  [{mark}] {rec.name:<18} {rec.seconds:6.1f} s  {said}", flush=True)
+
+
+def _failed_checks(meta: dict[str, Any]) -> str:
+    names = meta.get("failed_expectations") or []
+    return "; ".join(map(str, names[:8])) + (f" (+{len(names) - 8} more)" if len(names) > 8 else "")
+
+
+def daily_verdict(run: LocalRun) -> tuple[int, list[str]]:
+    """(exit code, summary lines) of a daily-pipeline run."""
+    lines = [f"run folder: {run.run_dir}"]
+    code, verdict = EXIT_OK, "PASSED"
+    for task, output, label in GATES:
+        passed = run.parameter(task)
+        if passed is False:
+            meta = run.artifact_metadata(task, output)
+            verdict = f"FAILED: {label} did not pass: {_failed_checks(meta) or meta.get('error') or 'see the report'}"
+            code = EXIT_FAILED
+            lines.append("nothing was trained or published: the gate stopped the run")
+            break
+    failed = run.failed_task
+    if code == EXIT_OK and (run.error or failed is not None):
+        code = EXIT_FAILED
+        if failed is not None:
+            tail = [t for t in failed.tail if "Traceback" not in t][-3:]
+            verdict = f"FAILED: task {failed.name} failed: " + (" | ".join(tail) or run.error or "")
+        else:
+            verdict = f"FAILED: {run.error}"
+    if code == EXIT_OK and run.parameter("validate-data") is None:
+        code, verdict = EXIT_FAILED, "FAILED: the validation task did not run"
+    version = run.parameter("publish")
+    if code == EXIT_OK:
+        lines.append(f"published: {version}" if version else "published: nothing (no registry)")
+    lines.append(f"verdict: {verdict}")
+    reports = run.reports()
+    if reports:
+        lines.append("reports (HTML, open in a browser):")
+        lines += [f"  {p}" for p in reports]
+    if run.log_path:
+        lines.append(f"full log: {run.log_path}")
+    return code, lines
