@@ -1,10 +1,14 @@
 """A small generic trainer: AdamW, early stopping on a validation metric (lower is
 better, e.g. MAE), safetensors checkpoints with JSON state beside them, resume after
 interruption, a tqdm bar, a clear exception on a NaN/inf loss, fixed seeds, and
-torch DDP when launched under ``torchrun`` (see ``quantrec.training.ddp``).
+torch DDP when launched under ``torchrun`` (see ``quantrec.stages.ddp``).
 
-Data are dicts of tensors sharing the first dimension (``{"num": (n, F) float32,
-"cat": (n, C) int64, "y": (n,) float32, ...}``). The caller supplies
+Training data are dicts of tensors sharing the first dimension (``{"num": (n, F)
+float32, "cat": (n, C) int64, "y": (n,) float32, ...}``) or a batch provider
+(``quantrec.training.batching``: ``provider.n`` units, ``provider.batch(idx) -> Batch``),
+e.g. requests with variable-length histories packed as values + offsets. A dict is
+wrapped in ``TensorBatches``: one code path, the same batches as before. The caller
+supplies
 
 * ``step_fn(model, batch, ctx) -> loss`` or ``(loss, {"part": float})``; ``model`` may
   be DDP-wrapped, so the step must call ``model(...)`` (its ``forward``);
@@ -31,8 +35,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from quantrec.training import checkpoints as ck
-
-Batch = dict[str, torch.Tensor]
+from quantrec.training.batching import Batch, BatchProvider, as_provider
 
 
 class TrainingDiverged(RuntimeError):
@@ -87,13 +90,17 @@ class StepContext:
     """What a step function may need: epoch (0-based), step within the epoch, the
     number of epochs, a torch.Generator seeded identically on every rank for this step
     (for global random decisions such as scheduled sampling), and ``extra`` (per-epoch
-    values the caller computes in ``epoch_hook``)."""
+    values the caller computes in ``epoch_hook``). ``global_index`` holds the units of
+    the whole global batch (all ranks) and ``world`` the number of ranks, so a step can
+    normalise by the global batch (see ``quantrec.training.batching``)."""
 
     epoch: int
     step: int
     epochs: int
     generator: torch.Generator
     extra: dict[str, Any] = field(default_factory=dict)
+    global_index: torch.Tensor | None = None
+    world: int = 1
 
 
 @dataclass
@@ -124,25 +131,17 @@ def dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def _n_rows(data: Batch) -> int:
-    return next(iter(data.values())).shape[0]
-
-
-def _slice(data: Batch, idx: torch.Tensor) -> Batch:
-    return {k: v[idx] for k, v in data.items()}
-
-
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
 def train(model: torch.nn.Module,
           step_fn: Callable[[torch.nn.Module, Batch, StepContext], Any],
-          train_data: Batch,
-          val_data: Batch,
+          train_data: Batch | BatchProvider,
+          val_data: Any,
           config: TrainConfig,
           out_dir: str,
-          eval_fn: Callable[[torch.nn.Module, Batch], float],
+          eval_fn: Callable[[torch.nn.Module, Any], float],
           model_config: dict[str, Any] | None = None,
           epoch_hook: Callable[[int, int], dict[str, Any]] | None = None) -> TrainResult:
     """Train ``model`` in place and leave its best weights loaded.
@@ -152,6 +151,8 @@ def train(model: torch.nn.Module,
     (epoch, history, early-stopping state), ``config.json`` (model + train config).
     Resumes from ``last.safetensors`` when ``config.resume`` and a state exists.
     ``epoch_hook(epoch, epochs) -> dict`` fills ``StepContext.extra`` for the epoch.
+    ``train_data``: a dict of equal-length tensors or a batch provider (units permuted
+    globally, sharded ``[rank::world]``); ``val_data`` goes to ``eval_fn`` unchanged.
     """
     rank, world = dist_info()
     if config.num_threads:
@@ -180,7 +181,8 @@ def train(model: torch.nn.Module,
         from torch.nn.parallel import DistributedDataParallel as DDP
         net = DDP(model)
 
-    n = _n_rows(train_data)
+    provider = as_provider(train_data)
+    n = provider.n
     diverged, stopped_early = False, finished
     epoch = start_epoch - 1
     for epoch in range(start_epoch, config.epochs):
@@ -204,10 +206,10 @@ def train(model: torch.nn.Module,
         for step in bar:
             gidx = perm[step * config.batch_size:(step + 1) * config.batch_size]
             idx = gidx[rank::world]
-            batch = _slice(train_data, idx)
+            batch = provider.batch(idx)
             ctx = StepContext(epoch, step, config.epochs,
                               torch.Generator().manual_seed(config.seed * 31 + epoch * 100_003 + step),
-                              extra)
+                              extra, global_index=gidx, world=world)
             out = step_fn(net, batch, ctx)
             loss, parts = (out if isinstance(out, tuple) else (out, {}))
             bad = torch.tensor([0.0 if torch.isfinite(loss).all() else 1.0])
