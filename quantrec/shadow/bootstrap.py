@@ -90,6 +90,8 @@ class PairEstimator:
     the outer product ``row_count`` x ``col_count`` (AUC: positives x negatives), which
     makes the denominator a product of two dot products. ``exact_point`` overrides the
     point value when C / D hold a sample of the pairs (XAUC on many lines).
+    ``den_key``: arms sharing the same D (XAUC pairs of a slice) share this key, so the
+    denominator's replicates are computed once per weight matrix (``den_cache``).
     """
 
     users: np.ndarray
@@ -98,6 +100,7 @@ class PairEstimator:
     row_count: np.ndarray | None = None
     col_count: np.ndarray | None = None
     exact_point: float | None = None
+    den_key: object | None = None
 
     def __post_init__(self) -> None:
         if self.D is None and (self.row_count is None or self.col_count is None):
@@ -114,16 +117,21 @@ class PairEstimator:
         d = self._den_sum()
         return float(self.C.sum()) / d if d > 0 else math.nan
 
-    def replicates(self, weights: np.ndarray) -> np.ndarray:
-        """(B,) values under the resamples ``weights`` (B, U); NaN where no pair is drawn."""
+    def replicates(self, weights: np.ndarray, den_cache: dict | None = None) -> np.ndarray:
+        """(B,) values under the resamples ``weights`` (B, U); NaN where no pair is drawn.
+        den_cache: optional dict shared by calls with the same ``weights``."""
         if self.users.size == 0:
             return np.full(weights.shape[0], math.nan)
         w = weights[:, self.users]
         num = np.einsum("bu,bu->b", w @ self.C, w)
-        if self.D is not None:
-            den = np.einsum("bu,bu->b", w @ self.D, w)
-        else:
+        if self.D is None:
             den = (w @ self.row_count) * (w @ self.col_count)
+        elif den_cache is not None and self.den_key is not None and self.den_key in den_cache:
+            den = den_cache[self.den_key]
+        else:
+            den = np.einsum("bu,bu->b", w @ self.D, w)
+            if den_cache is not None and self.den_key is not None:
+                den_cache[self.den_key] = den
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(den > 0, num / den, math.nan)
 
@@ -140,12 +148,14 @@ def user_weights(n_users: int, resamples: int, seed: int) -> np.ndarray:
 
 
 def evaluate_estimators(estimators: Iterable[tuple[object, RatioEstimator | PairEstimator]],
-                        weights: np.ndarray) -> dict[object, tuple[float, np.ndarray]]:
+                        weights: np.ndarray, den_cache: dict | None = None) -> dict[object, tuple[float, np.ndarray]]:
     """Point value and (B,) replicates of every keyed estimator.
 
     Ratio estimators are batched into one matrix product; pair estimators are evaluated
     as they arrive so their (U, U) matrices can be freed (``estimators`` may be a
-    generator). Returns {key: (point, replicates)} in arrival order of the keys.
+    generator). den_cache: shared across calls with the same ``weights`` (e.g. one per
+    arm) so a denominator common to the arms is computed once. Returns
+    {key: (point, replicates)} in arrival order of the keys.
     """
     out: dict[object, tuple[float, np.ndarray]] = {}
     ratio_keys: list[object] = []
@@ -158,7 +168,7 @@ def evaluate_estimators(estimators: Iterable[tuple[object, RatioEstimator | Pair
             dens.append(est.den)
             out[key] = (est.point(), np.empty(0))     # placeholder keeps the order
         else:
-            out[key] = (est.point(), est.replicates(weights))
+            out[key] = (est.point(), est.replicates(weights, den_cache))
     if ratio_keys:
         num = weights @ np.column_stack(nums)
         den = weights @ np.column_stack(dens)

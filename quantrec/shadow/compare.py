@@ -351,6 +351,7 @@ def run_shadow(requests: pd.DataFrame, challenger: Arm, baseline: Arm, champion:
     pair_sets = {s: pair_set(index, s, config.xauc_max_pairs, config.seed) for s in index.masks}
     total = len(arms) * len(index.masks) * len(config.metrics)
     results: dict[tuple[str, str, str], tuple[float, np.ndarray]] = {}
+    den_cache: dict = {}      # XAUC denominators are the same for every arm
     with tqdm(total=total, desc="shadow replay + bootstrap", disable=not progress, leave=False) as bar:
         for role in arms:
             def counted(gen):
@@ -358,7 +359,7 @@ def run_shadow(requests: pd.DataFrame, challenger: Arm, baseline: Arm, champion:
                     bar.update(1)
                     yield item
             est = B.evaluate_estimators(counted(arm_estimators(index, probs[role], values[role], config.ks,
-                                                               pair_sets)), weights)
+                                                               pair_sets)), weights, den_cache)
             results.update({(role, s, m): v for (s, m), v in est.items()})
     t_boot = time.perf_counter()
 

@@ -256,7 +256,7 @@ def pair_set(index: ReplayIndex, slice_name: str, max_pairs: int, seed: int) -> 
     return PairSet(i=i, j=j, exact=exact, lines=int(n), users=users, key=key, D=D)
 
 
-AUC_BLOCK = 64  # rows per block of the AUC pair-matrix computation (see _auc_pair_matrix)
+AUC_BLOCK = 32  # rows per block of the AUC pair-matrix computation (see _auc_pair_matrix)
 
 
 def _auc_pair_matrix(user: np.ndarray, y: np.ndarray, score: np.ndarray, n_users: int,
@@ -267,8 +267,8 @@ def _auc_pair_matrix(user: np.ndarray, y: np.ndarray, score: np.ndarray, n_users
     Sorted by score (negatives first inside a tie), C = C_order - 0.5 C_tie, where
     C_order counts (positive, negative) pairs with the negative earlier in that order
     and C_tie the tied pairs (all of which C_order counts fully). C_order splits the
-    order into blocks of ``block`` rows: pairs across blocks are one matrix product
-    (positives per user and block) x (negatives per user in earlier blocks), pairs
+    order into blocks of ``block`` rows: pairs across blocks are one sparse matrix
+    product (positives per user and block) x (negatives per user in earlier blocks), pairs
     inside a block are enumerated (n * block / 2 of them). C_tie is a sparse product
     over tie groups. Cost O(n log n + U^2 n / block + n block), no Python loop over users.
     """
@@ -283,10 +283,11 @@ def _auc_pair_matrix(user: np.ndarray, y: np.ndarray, score: np.ndarray, n_users
     neg = ~pos
     n_blocks = -(-n // block)
     blk = np.arange(n) // block
-    pa = np.bincount(u[pos] * n_blocks + blk[pos], minlength=n_users * n_blocks).reshape(n_users, n_blocks)
-    nb = np.bincount(u[neg] * n_blocks + blk[neg], minlength=n_users * n_blocks).reshape(n_users, n_blocks)
-    nb_before = (np.cumsum(nb, axis=1) - nb).astype(np.float64)
-    C += pa.astype(np.float64) @ nb_before.T
+    nb = np.bincount(blk[neg] * n_users + u[neg], minlength=n_blocks * n_users).reshape(n_blocks, n_users)
+    nb_before = (np.cumsum(nb, axis=0) - nb).astype(np.float64)      # (blocks, U): negatives before
+    # positives per (user, block) are sparse (at most one entry per positive row)
+    pa = sparse.csr_matrix((np.ones(int(pos.sum())), (u[pos], blk[pos])), shape=(n_users, n_blocks))
+    C += pa @ nb_before
     pad = n_blocks * block - n
     ub = np.concatenate([u, np.zeros(pad, dtype=u.dtype)]).reshape(n_blocks, block)
     pb = np.concatenate([pos, np.zeros(pad, dtype=bool)]).reshape(n_blocks, block)
@@ -330,7 +331,7 @@ def _xauc_estimator(index: ReplayIndex, value: np.ndarray, pairs: PairSet, mask:
         # the sample serves the bootstrap; the point value is exact (O(n log n))
         bought = mask & (index.label == 1)
         exact_point = float(xauc(index.gmv[bought], value[bought])) if bought.sum() > 1 else math.nan
-    return PairEstimator(users=pairs.users, C=C, D=pairs.D, exact_point=exact_point)
+    return PairEstimator(users=pairs.users, C=C, D=pairs.D, exact_point=exact_point, den_key=("xauc", id(pairs)))
 
 
 # ---------------------------------------------------------------------------------

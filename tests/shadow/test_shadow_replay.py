@@ -169,3 +169,20 @@ def test_xauc_pairs_are_sampled_above_the_budget_with_an_exact_point():
 def test_build_index_rejects_bad_tables(mutate, match):
     with pytest.raises(ValueError, match=match):
         build_index(mutate(make_requests(n_users=4, seed=0)))
+
+
+@pytest.mark.parametrize("block", [1, 3, 32, 500])
+def test_auc_pair_matrix_equals_brute_force_pairs_with_ties(block):
+    from quantrec.shadow.replay import _auc_pair_matrix
+
+    rng = np.random.default_rng(block)
+    for _ in range(20):
+        n, n_users = int(rng.integers(1, 200)), int(rng.integers(1, 7))
+        u = rng.integers(0, n_users, n)
+        y = (rng.random(n) < 0.3).astype(float)
+        s = rng.integers(0, int(rng.integers(1, 12)), n).astype(float)     # heavy ties
+        ref = np.zeros((n_users, n_users))
+        for i in np.flatnonzero(y == 1):
+            for j in np.flatnonzero(y == 0):
+                ref[u[i], u[j]] += 1.0 if s[i] > s[j] else 0.5 if s[i] == s[j] else 0.0
+        np.testing.assert_allclose(_auc_pair_matrix(u, y, s, n_users, block=block), ref)
