@@ -82,7 +82,9 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) or math.isinf(value) else float(value)
+        if math.isinf(value):  # JSON has no infinity; "inf" still says what the row held
+            return "inf" if value > 0 else "-inf"
+        return None if math.isnan(value) else float(value)
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, (str, int)):
@@ -144,12 +146,18 @@ def _kwargs(config: Any) -> dict[str, Any]:
 
 
 def run_expectations(suite: str, frame: pd.DataFrame, expects: list[Expect],
-                     example_columns: list[str] | None = None) -> list[Check]:
+                     example_columns: list[str] | None = None,
+                     rows: pd.DataFrame | None = None) -> list[Check]:
     """Validate ``frame`` against ``expects`` as one GX suite; one ``Check`` per expectation.
 
     Results are matched back to their ``Expect`` through the expectation's ``meta``
-    (GX does not keep the order of a suite's results).
+    (GX does not keep the order of a suite's results). ``rows``: where example rows
+    come from (same index as ``frame``), for a slim ``frame`` of a few numeric columns
+    cut from a wide table: GX hashes every column of the frame it validates, so the
+    whole read window (a million rows of string ids) goes to GX slim and the examples
+    still show the full rows.
     """
+    rows = frame if rows is None else rows
     import great_expectations as gx
 
     bd = _batch_definition()  # the context must exist before a suite is built
@@ -182,8 +190,8 @@ def run_expectations(suite: str, frame: pd.DataFrame, expects: list[Expect],
             if e.examples is not None:
                 examples = example_rows(e.examples, example_columns)
             elif result.get("partial_unexpected_index_list"):
-                idx = [j for j in result["partial_unexpected_index_list"] if j in frame.index]
-                examples = example_rows(frame.loc[idx], example_columns)
+                idx = [j for j in result["partial_unexpected_index_list"] if j in rows.index]
+                examples = example_rows(rows.loc[idx], example_columns)
         checks[i] = Check(suite=suite, expectation=cfg.type, description=e.description,
                           column=column, success=bool(res.success), observed=observed,
                           details=_kwargs(cfg), examples=examples)

@@ -9,8 +9,10 @@ from typing import Any
 import fsspec
 import pandas as pd
 
+from quantrec.redact import redact, redact_obj
 from quantrec.reports import HtmlReport, escape, table_to_html
 from validation.checks import Check, json_safe
+from validation.cleaning_drift import max_ratio_per_rule
 
 ERROR_SUITE = "load"
 ERROR_EXPECTATION = "data_is_usable"
@@ -27,7 +29,12 @@ class ValidationResult:
 
     ``error`` is set when the data could not be used at all (unreadable file, bad
     spec, run date outside the data); it is also the one failed check then.
-    ``daily_rows`` (day, rows, role) feeds the row-count plot of the report.
+    ``daily_rows`` (day, rows, role) feeds the row-count plot of the report;
+    ``cleaning`` (totals per rule) and ``cleaning_drift`` (``cleaning_drift.drift_table``)
+    the cleaning section. ``frame``: the canonical rows that were validated (every row
+    before run_date), for the caller to hand on as the run's validated snapshot; it is
+    never serialised. Everything written or shown (``message``, ``summary``,
+    ``to_json_dict``, ``html_report``) is redacted (``quantrec.redact``).
     """
 
     run_date: str
@@ -39,9 +46,13 @@ class ValidationResult:
     rows_loaded: int | None = None
     daily_rows: pd.DataFrame | None = None
     elapsed_s: float | None = None
+    cleaning: dict[str, Any] | None = None
+    cleaning_drift: pd.DataFrame | None = field(default=None, repr=False)
+    frame: pd.DataFrame | None = field(default=None, repr=False)
 
     @classmethod
     def from_error(cls, run_date: str, message: str, **kwargs: Any) -> "ValidationResult":
+        message = redact(message)
         check = Check(suite=ERROR_SUITE, expectation=ERROR_EXPECTATION,
                       description="the data, spec and run date can be used", column=None,
                       success=False, observed=message)
@@ -57,16 +68,20 @@ class ValidationResult:
         return [c for c in self.checks if not c.success]
 
     def summary(self) -> dict[str, Any]:
-        return {"verdict": "PASSED" if self.passed else "FAILED", "passed": self.passed,
+        """The verdict in a few JSON-safe fields (artifact metadata), redacted."""
+        return redact_obj({"verdict": "PASSED" if self.passed else "FAILED", "passed": self.passed,
                 "run_date": self.run_date, "checks_total": len(self.checks),
                 "checks_failed": len(self.failed), "checks_passed": len(self.checks) - len(self.failed),
                 "failed_expectations": [f"{c.suite}: {c.expectation}" + (f" ({c.column})" if c.column else "")
                                         for c in self.failed],
                 "data": self.data_url, "spec": self.spec_name, "error": self.error,
-                "rows_loaded": self.rows_loaded}
+                "rows_loaded": self.rows_loaded})
 
     def message(self) -> str:
         """One paragraph: "passed", or why the data failed and where to look."""
+        return redact(self._message())
+
+    def _message(self) -> str:
         if self.passed:
             return "passed"
         where = f"{self.data_url or 'the data'} for run_date {self.run_date}"
@@ -83,9 +98,14 @@ class ValidationResult:
         daily = None
         if self.daily_rows is not None:
             daily = json_safe(self.daily_rows.to_dict(orient="records"))
-        return {**self.summary(), "message": self.message(), "windows": self.windows,
-                "elapsed_s": self.elapsed_s, "checks": [json_safe(c.to_dict()) for c in self.checks],
-                "daily_rows": daily}
+        drift_max = None
+        if self.cleaning_drift is not None:
+            drift_max = max_ratio_per_rule(self.cleaning_drift[self.cleaning_drift["in_window"]])
+        return redact_obj({**self.summary(), "message": self.message(), "windows": self.windows,
+                           "elapsed_s": self.elapsed_s, "cleaning": self.cleaning,
+                           "cleaning_max_share_over_limit": drift_max,
+                           "checks": [json_safe(c.to_dict()) for c in self.checks],
+                           "daily_rows": daily})
 
     def write(self, json_path: str, html_path: str) -> tuple[str, str]:
         """Write the JSON result and the HTML report (through fsspec); returns both paths."""
@@ -95,6 +115,13 @@ class ValidationResult:
         return json_path, html_path
 
     def html_report(self) -> HtmlReport:
+        """The self-contained HTML report; every section redacted."""
+        rep = self._html_report()
+        rep.title = redact(rep.title)
+        rep.sections = [(redact(h), redact(b)) for h, b in rep.sections]
+        return rep
+
+    def _html_report(self) -> HtmlReport:
         verdict = "PASSED" if self.passed else "FAILED"
         rep = HtmlReport(title=f"quantrec data validation, run_date {self.run_date}: {verdict}")
         css = "pass" if self.passed else "fail"
@@ -119,6 +146,8 @@ class ValidationResult:
             rep.add("Failed expectations", "\n".join(body))
         if self.daily_rows is not None and len(self.daily_rows):
             rep.add("Daily row counts", _daily_plot(self.daily_rows))
+        if self.cleaning_drift is not None:
+            rep.add("Cleaning rules per day", _drift_section(self.cleaning_drift, self.cleaning))
         table = pd.DataFrame([{"suite": c.suite, "expectation": c.expectation, "column": c.column or "",
                                "result": "pass" if c.success else "FAIL",
                                "observed": _short(c.observed, 60)} for c in self.checks])
@@ -146,3 +175,42 @@ def _daily_plot(daily: pd.DataFrame) -> str:
     return figure_to_html(fig, alt="daily row counts") + (
         '<p class="note">Grey: reference trading days; red: eval window. '
         "The row-count check compares each eval day with the dashed median.</p>")
+
+
+def _drift_section(drift: pd.DataFrame, totals: dict[str, Any] | None) -> str:
+    """Totals per rule, and per rule that removed anything in the windows: daily share vs limit."""
+    from matplotlib.figure import Figure
+
+    from quantrec.reports import figure_to_html
+
+    win = drift[drift["in_window"]]
+    rules = [r for r, g in win.groupby("rule", sort=False) if g["removed"].sum() > 0]
+    html = ""
+    if totals:
+        removed = pd.DataFrame([{"rule": r, "rows removed (all rows read)": n}
+                                for r, n in totals.get("removed", {}).items()])
+        html += table_to_html(removed)
+    if not rules:
+        return html + '<p class="note">No cleaning rule removed rows in the run\'s windows.</p>'
+    ncols = 2
+    nrows = (len(rules) + ncols - 1) // ncols
+    fig = Figure(figsize=(8, 1.5 * nrows))
+    for k, rule in enumerate(rules):
+        g = win[win["rule"] == rule]
+        ax = fig.add_subplot(nrows, ncols, k + 1)
+        days = pd.to_datetime(g["day"])
+        ax.plot(days, g["share"], color="#7a8ca3", lw=0.8, label="share removed")
+        ax.plot(days, g["limit"], color="#333", lw=0.8, ls="--", label="limit")
+        bad = g[g["ratio"] > 1.0]
+        if len(bad):
+            ax.scatter(pd.to_datetime(bad["day"]), bad["share"], color="#b00020", s=12, zorder=3, label="fails")
+        ax.set_title(rule, fontsize=8)
+        ax.tick_params(labelsize=6)
+        if k == 0:
+            ax.legend(loc="upper left", fontsize=6, frameon=False)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return html + figure_to_html(fig, alt="cleaning drop shares per day") + (
+        '<p class="note">Share of each day\'s rows a cleaning rule removed (grey) and its limit '
+        "(dashed: max(min_share, ratio x the rule's p95 over the previous trading days)); red: days "
+        "above the limit where the rule removed at least min_count rows.</p>")

@@ -1,10 +1,19 @@
 """Expectations on the canonical raw transactions of a run (``load.load_transactions``).
 
+The frame judged is everything the run reads: every row before the run date.
 Suites (all GX 1.x; aggregates are computed in pandas into a small derived frame and
 judged by a GX expectation on it, so every verdict comes out of GX the same way):
 - ``transactions.schema``     the whole loaded frame: columns and dtypes of the contract.
-- ``transactions.eval_window`` rows of the eval window (the newest data): ids present,
-                              at least one known user, share of cancellations bounded.
+- ``transactions.contract``, ``transactions.purchases`` (price >= 0 on every product
+  purchase line), ``transactions.plausibility``: every row read, see ``contract.py``.
+- ``transactions.cleaning``   each cleaning rule's daily drop share against its own
+                              history, over the run's windows: see ``cleaning_drift.py``.
+- ``transactions.windows``    train, val and eval windows each have rows, and no gap
+                              between consecutive trading days inside them exceeds
+                              ``max_gap_days`` (rows shifted a year ahead leave a
+                              13-month hole in the val window: that fails here).
+- ``transactions.eval_window`` rows of the eval window (the newest data): there are
+                              some, at least one known user, share of cancellations bounded.
 - ``transactions.recent``     rows of the reference days + eval window: shares of null
                               users (guest lines) and of exact duplicates bounded. A
                               single day is too noisy for these shares on real data
@@ -12,10 +21,10 @@ judged by a GX expectation on it, so every verdict comes out of GX the same way)
                               0.87, 28 of 604 days exceed 0.5; over 29 trading days it
                               never exceeds 0.43); a fully broken user column on the
                               newest day is caught by the eval-window check instead.
-- ``transactions.purchases``   product purchase lines of the eval window: there are some,
-                              and no negative unit price. Real dirt must pass:
-                              cancellations, guest lines and "Adjust bad debt" lines
-                              (code B, negative price) are not product purchases.
+- ``transactions.purchases``   the eval window has product purchase lines. Real dirt
+                              must pass the price check: cancellations, guest lines and
+                              "Adjust bad debt" lines (code B, negative price) are not
+                              product purchases.
 - ``transactions.freshness``  run_date - newest day <= freshness_days (the store does
                               not trade every day, so "yesterday" is not required).
 - ``transactions.row_counts`` rows per eval-window day vs the median of the
@@ -27,11 +36,13 @@ from __future__ import annotations
 import pandas as pd
 
 from quantrec.data import schema as S
-from quantrec.data.clean import non_product_mask
+from quantrec.data.clean import CleaningReport, clean_transactions
 from quantrec.data.spec import CleaningRules, ValidationThresholds
 from quantrec.data.windows import Windows
 from validation.checks import (BOOL_TYPES, DATETIME_TYPES, NUMERIC_TYPES, STRING_TYPES, Check,
                                Expect, run_expectations)
+from validation.cleaning_drift import validate_cleaning_drift
+from validation.contract import product_purchase_mask, validate_contract, validate_plausibility
 
 DUPLICATE = "is_exact_duplicate"  # derived flag: a repeat of an earlier identical line
 EXAMPLE_COLUMNS = [S.ORDER, S.USER, S.ITEM, S.TS, S.QUANTITY, S.UNIT_PRICE, S.COUNTRY, S.IS_CANCELLATION]
@@ -73,11 +84,41 @@ def _schema_expects(raw: pd.DataFrame) -> list[Expect]:
     return out
 
 
+def window_coverage(raw: pd.DataFrame, windows: Windows) -> pd.DataFrame:
+    """One row per window (train, val, eval): start, end, rows, trading days, largest gap.
+
+    ``largest_gap_days``: the most calendar days between a trading day of the window
+    and the trading day before it (from train_start on); NaN for an empty window.
+    """
+    days = pd.Series(raw[S.DAY].unique()).sort_values(ignore_index=True)
+    days = days[(days >= windows.train_start) & (days < windows.end)].reset_index(drop=True)
+    gaps = days.diff().dt.days
+    rows_per_day = raw[S.DAY].value_counts()
+    out = []
+    for name, start, end in (("train", windows.train_start, windows.val_start),
+                             ("val", windows.val_start, windows.eval_start),
+                             ("eval", windows.eval_start, windows.end)):
+        inside = (days >= start) & (days < end)
+        out.append({"window": name, "start": start, "end": end,
+                    "rows": int(rows_per_day.reindex(days[inside]).sum()),
+                    "trading_days": int(inside.sum()),
+                    "largest_gap_days": float(gaps[inside].max()) if inside.any() else float("nan")})
+    return pd.DataFrame(out)
+
+
+def _window_expects(t: ValidationThresholds) -> list[Expect]:
+    gxe = _gxe()
+    return [
+        Expect(gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=1),
+               "the train, val and eval windows each have rows"),
+        Expect(gxe.ExpectColumnValuesToBeBetween(column="largest_gap_days", max_value=t.max_gap_days),
+               f"no gap of more than {t.max_gap_days} days between trading days inside the run's windows"),
+    ]
+
+
 def _eval_expects(t: ValidationThresholds) -> list[Expect]:
     gxe = _gxe()
     out = [Expect(gxe.ExpectTableRowCountToBeBetween(min_value=1), "the eval window has rows")]
-    for col in (S.ITEM, S.ORDER, S.TS, S.QUANTITY, S.VALUE):
-        out.append(Expect(gxe.ExpectColumnValuesToNotBeNull(column=col), f"no null {col}"))
     out.append(Expect(gxe.ExpectColumnUniqueValueCountToBeBetween(column=S.USER, min_value=1),
                       "the eval window has lines of known users (user ids not all null)"))
     out.append(Expect(
@@ -101,20 +142,45 @@ def _recent_expects(t: ValidationThresholds, recent: pd.DataFrame) -> list[Expec
 
 
 def validate_transactions(raw: pd.DataFrame, windows: Windows, thresholds: ValidationThresholds,
-                          rules: CleaningRules | None = None) -> list[Check]:
+                          rules: CleaningRules | None = None, cleaning: CleaningReport | None = None,
+                          has_order: bool = True) -> list[Check]:
     """Run every raw-transaction suite; ``rules`` say which item ids are non-products.
 
     ``raw`` is the canonical frame of ``load.load_transactions`` (strictly before the
-    run date). Without ``rules`` every item counts as a product.
+    run date): every row the run reads. ``cleaning``: ``clean_transactions(raw, rules)``'s
+    report if the caller has it (else it is computed here). ``has_order``: the spec maps
+    an order id column. Without ``rules`` every item counts as a product.
+    """
+    return validate_transactions_with_drift(raw, windows, thresholds, rules, cleaning, has_order)[0]
+
+
+def validate_transactions_with_drift(
+        raw: pd.DataFrame, windows: Windows, thresholds: ValidationThresholds,
+        rules: CleaningRules | None = None, cleaning: CleaningReport | None = None,
+        has_order: bool = True) -> tuple[list[Check], pd.DataFrame | None]:
+    """``validate_transactions`` plus the cleaning drift table (for the report's plot).
+
+    The drift table is None when the schema suite failed (nothing else runs then).
     """
     gxe = _gxe()
     rules = rules or CleaningRules()
     t = thresholds
     checks = run_expectations("transactions.schema", raw, _schema_expects(raw), EXAMPLE_COLUMNS)
     if not all(c.success for c in checks):
-        # The daily suites read these columns; on a broken contract they would only
+        # The other suites read these columns; on a broken contract they would only
         # add confusing follow-up failures.
-        return checks
+        return checks, None
+
+    checks += validate_contract(raw, t, rules, has_order, EXAMPLE_COLUMNS)
+    checks += validate_plausibility(raw, t.plausibility, rules, EXAMPLE_COLUMNS)
+    if cleaning is None:
+        cleaning = clean_transactions(raw, rules)[1]
+    drift_checks, drift = validate_cleaning_drift(raw, cleaning, t, windows.train_start, windows.end,
+                                                  EXAMPLE_COLUMNS)
+    checks += drift_checks
+
+    cover = window_coverage(raw, windows)
+    checks += run_expectations("transactions.windows", cover, _window_expects(t))
 
     daily = daily_row_counts(raw, windows, t.row_count_reference_days)
     in_eval = (raw[S.DAY] >= windows.eval_start) & (raw[S.DAY] < windows.end)
@@ -125,16 +191,13 @@ def validate_transactions(raw: pd.DataFrame, windows: Windows, thresholds: Valid
     recent[DUPLICATE] = recent.duplicated(subset=S.TRANSACTION_COLUMNS, keep="first")
     checks += run_expectations("transactions.recent", recent, _recent_expects(t, recent), EXAMPLE_COLUMNS)
 
-    # Purchase lines of products: what a price must be non-negative on. Bad-debt
-    # adjustments (non-product codes) and cancellations legitimately carry odd prices.
-    purchase = (ev[S.QUANTITY] > 0) & ~ev[S.IS_CANCELLATION] & ~non_product_mask(ev[S.ITEM], rules)
-    buys = ev[purchase.to_numpy()]
+    # Product purchase lines of the eval window: the newest day must sell something.
+    # (Their prices are checked on every row of the read window by the contract.)
+    buys = ev[product_purchase_mask(ev, rules).to_numpy()]
     checks += run_expectations("transactions.purchases", buys, [
         Expect(gxe.ExpectTableRowCountToBeBetween(min_value=1),
                "the eval window has product purchase lines",
                examples=ev),  # nothing to show from an empty frame: show what the window has
-        Expect(gxe.ExpectColumnValuesToBeBetween(column=S.UNIT_PRICE, min_value=0),
-               "unit price >= 0 on product purchase lines (quantity > 0, not cancelled)"),
     ], EXAMPLE_COLUMNS)
 
     newest = raw[S.DAY].max()
@@ -163,4 +226,4 @@ def validate_transactions(raw: pd.DataFrame, windows: Windows, thresholds: Valid
                observed={"ratio": [round(float(x), 4) for x in rc["ratio"]], "rows": rc["rows"].tolist(),
                          "reference_median": median}),
     ])
-    return checks
+    return checks, drift

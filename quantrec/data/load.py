@@ -2,13 +2,17 @@
 
 Local paths, ``file://`` and ``gs://`` URLs all go through ``fsspec.open`` (pandas hands
 ``file://`` to urllib, so we never pass URLs to pandas directly). Every way a table can
-be unusable (absent, empty, corrupt, missing or mistyped columns, no credentials for
-gs://) raises ``DataError`` with a message naming the file and the problem.
+be unusable (absent, empty, corrupt or ragged, missing or mistyped columns, no
+credentials for gs://, an unreachable host, rows dated in the future of the wall
+clock) raises ``DataError`` with a message naming the file and the problem. Messages
+are redacted (``quantrec.redact``): credentials in a URL never reach a report.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+from urllib.parse import urlsplit
 
 import fsspec
 import numpy as np
@@ -17,10 +21,65 @@ import pyarrow.parquet as pq
 
 from quantrec.data import schema
 from quantrec.data.spec import UCI_HINT, DatasetSpec, default_spec_path
+from quantrec.redact import redact
+
+MAX_FUTURE_EXAMPLES = 3
 
 
 class DataError(ValueError):
-    """The data cannot be used: the message says which file and what is wrong."""
+    """The data cannot be used: the message says which file and what is wrong (redacted)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+
+def _unreachable_host(url: str, exc: BaseException) -> str | None:
+    """"cannot reach host ..." when ``exc`` (or what caused it) is a network failure, else None.
+
+    fsspec's HTTP filesystem turns a DNS failure or a refused connection into
+    FileNotFoundError, and gcsfs raises requests' ConnectionError (an OSError) when
+    Google's token service cannot be reached; the cause chain still holds the socket
+    error. "data file not found" for an unresolvable host sends the user to the wrong place.
+    """
+    parts = urlsplit(url) if "://" in url else None
+    host = parts.hostname if parts is not None and parts.scheme in ("http", "https") else None
+    where = f"host {host}" if host else "the storage service"
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and all(cause is not c for c in chain):
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    # The deepest reason first: a DNS failure hides under ConnectionError wrappers.
+    if any(isinstance(c, socket.gaierror) or "NameResolutionError" in type(c).__name__ for c in chain):
+        return f"cannot reach {where} for {url}: a host name does not resolve (no network or DNS?)"
+    for c in chain:
+        if isinstance(c, (ConnectionError, TimeoutError)) or type(c).__name__ in (
+                "ConnectionError", "ClientConnectorError", "ConnectTimeout", "ReadTimeout"):
+            detail = str(c).splitlines()[0][:200] if str(c) else ""
+            return f"cannot reach {where} for {url}: {type(c).__name__} {detail}".rstrip()
+    return None
+
+
+def _not_found(url: str, exc: BaseException, is_default: bool) -> DataError:
+    network = _unreachable_host(url, exc)
+    if network:
+        return DataError(network)
+    hint = f" {UCI_HINT}" if is_default else ""
+    return DataError(f"data file not found: {url}.{hint}")
+
+
+def _read_csv(f, url: str, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` with every parse failure as a DataError naming the file."""
+    try:
+        return pd.read_csv(f, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{url} is empty") from None
+    except pd.errors.ParserError as exc:  # ragged rows: "Expected 8 fields in line 5, saw 9"
+        raise DataError(f"{url} is not a readable CSV file: {str(exc).strip().splitlines()[-1]}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{url} is not a readable CSV file: it is not UTF-8 text") from None
+    except ValueError as exc:  # e.g. usecols naming a column the header lacks
+        raise DataError(f"{url}: cannot read it as CSV ({exc})") from None
 
 
 def _storage_options(url: str) -> dict:
@@ -75,18 +134,19 @@ def _read_raw(url: str, spec: DatasetSpec) -> pd.DataFrame:
                         f"{url} lacks the column(s) {missing} that the dataset spec "
                         f"'{spec.name}' maps; the file has {available}")
                 return pf.read(columns=wanted).to_pandas()
-            try:
-                df = pd.read_csv(f)
-            except pd.errors.EmptyDataError:
-                raise DataError(f"{url} is empty") from None
+            df = _read_csv(f, url)
             missing = [c for c in wanted if c not in df.columns]
             if missing:
                 raise DataError(f"{url} lacks the column(s) {missing} that the dataset spec "
                                 f"'{spec.name}' maps; the file has {list(df.columns)}")
             return df[wanted]
-    except FileNotFoundError:
-        hint = f" {UCI_HINT}" if is_default else ""
-        raise DataError(f"data file not found: {url}.{hint}") from None
+    except FileNotFoundError as exc:
+        raise _not_found(url, exc, is_default) from None
+    except OSError as exc:
+        network = _unreachable_host(url, exc)
+        if network is None:
+            raise
+        raise DataError(network) from None
 
 
 def _as_numeric(df: pd.DataFrame, col: str, role: str, url: str) -> pd.Series:
@@ -101,12 +161,31 @@ def _as_numeric(df: pd.DataFrame, col: str, role: str, url: str) -> pd.Series:
 
 
 def _as_id(s: pd.Series) -> pd.Series:
-    """Ids as strings; float ids like 13085.0 (pandas' NaN-able ints) become '13085'."""
-    if pd.api.types.is_float_dtype(s):
-        finite = s.dropna()
-        if (finite == np.floor(finite)).all():
-            return s.astype("Int64").astype("string")
-    return s.astype("string")
+    """Ids as strings; float ids like 13085.0 (pandas' NaN-able ints) become '13085'.
+
+    Converted once per distinct id and spread back by code: a million rows hold a few
+    thousand ids, and per-row string conversion is most of the load time.
+    """
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    u = pd.Series(uniques)
+    if pd.api.types.is_float_dtype(u) and np.isfinite(u).all() and (u == np.floor(u)).all():
+        u = u.astype("Int64")
+    text = u.astype("string").array
+    return pd.Series(text.take(codes, allow_fill=True), index=s.index, dtype="string")
+
+
+def _starts_with(ids: pd.Series, prefix: str) -> pd.Series:
+    """``ids.str.startswith(prefix)`` (null -> False), evaluated once per distinct id."""
+    codes, uniques = pd.factorize(ids, use_na_sentinel=True)
+    hit = pd.Series(uniques, dtype="string").str.startswith(prefix).fillna(False).to_numpy(dtype=bool)
+    return pd.Series(np.where(codes >= 0, hit[np.maximum(codes, 0)], False), index=ids.index)
+
+
+def _naive_utc(ts: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC (tz-aware ones converted; naive ones taken as they are)."""
+    if getattr(ts.dt, "tz", None) is not None:
+        return ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ts
 
 
 def to_canonical(raw: pd.DataFrame, spec: DatasetSpec, url: str = "<frame>") -> pd.DataFrame:
@@ -129,9 +208,7 @@ def to_canonical(raw: pd.DataFrame, spec: DatasetSpec, url: str = "<frame>") -> 
         except (ValueError, TypeError):
             raise DataError(f"{url}: column {cols[schema.TS]!r} (role ts) has dtype {ts.dtype} "
                             "and cannot be read as timestamps") from None
-    if getattr(ts.dt, "tz", None) is not None:
-        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    out[schema.TS] = ts.astype("datetime64[ns]")
+    out[schema.TS] = _naive_utc(ts).astype("datetime64[ns]")
     out[schema.QUANTITY] = _as_numeric(raw, cols[schema.QUANTITY], schema.QUANTITY, url)
     if schema.UNIT_PRICE in cols:
         out[schema.UNIT_PRICE] = _as_numeric(raw, cols[schema.UNIT_PRICE], schema.UNIT_PRICE, url)
@@ -151,18 +228,55 @@ def to_canonical(raw: pd.DataFrame, spec: DatasetSpec, url: str = "<frame>") -> 
     prefix = spec.cleaning.cancellation_prefix
     is_cancel = out[schema.QUANTITY] < 0
     if prefix:
-        is_cancel |= out[schema.ORDER].fillna("").str.startswith(prefix)
+        is_cancel |= _starts_with(out[schema.ORDER], prefix)
     out[schema.IS_CANCELLATION] = is_cancel.astype(bool)
     return out.sort_values(schema.TS, kind="stable").reset_index(drop=True)
 
 
-def load_transactions(url: str, spec: DatasetSpec, before: pd.Timestamp | None = None) -> pd.DataFrame:
+def utc_now() -> pd.Timestamp:
+    """The wall clock as a naive UTC timestamp (the canonical ``ts`` convention)."""
+    return pd.Timestamp.now(tz="UTC").tz_localize(None)
+
+
+def check_not_in_future(ts: pd.Series, url: str, spec: DatasetSpec, now: pd.Timestamp | None = None,
+                        rows: pd.DataFrame | None = None) -> None:
+    """Raise DataError naming the rows dated after ``now`` + ``validation.clock_skew_hours``.
+
+    ``ts``: naive UTC timestamps; ``rows``: the frame to quote examples from (same
+    index), else the timestamps alone. Future rows would move the default run date
+    and leave its windows empty; a table cannot hold events that did not happen yet.
+    """
+    now = utc_now() if now is None else pd.Timestamp(now)
+    skew = spec.validation.clock_skew_hours
+    limit = now + pd.Timedelta(hours=skew)
+    future = ts > limit
+    if not future.any():
+        return
+    n = int(future.sum())
+    col = spec.columns[schema.TS]
+    if rows is not None:
+        cols = [c for c in (schema.ORDER, schema.ITEM, schema.TS) if c in rows.columns]
+        ex = rows.loc[future[future].index[:MAX_FUTURE_EXAMPLES], cols]
+        examples = "; ".join(", ".join(f"{c}={v}" for c, v in r.items()) for r in ex.to_dict("records"))
+    else:
+        examples = ", ".join(str(t) for t in ts[future].sort_values().head(MAX_FUTURE_EXAMPLES))
+    raise DataError(
+        f"{url}: {n} row(s) are dated in the future: after {now:%Y-%m-%d %H:%M} UTC (now) + "
+        f"{skew:g} h of clock-skew tolerance, up to {ts[future].max()} (column {col!r}); "
+        f"e.g. {examples}. Fix their timestamps (wrong year or time zone?): they would move "
+        "the default run date past the data")
+
+
+def load_transactions(url: str, spec: DatasetSpec, before: pd.Timestamp | None = None,
+                      now: pd.Timestamp | None = None) -> pd.DataFrame:
     """Read the table at ``url`` described by ``spec``; canonical columns (see ``to_canonical``).
 
     ``before``: keep only events strictly before this day (a run on day D sees only
-    data before D).
+    data before D). Rows dated after the wall clock (``now``, UTC; default: the current
+    time) plus the spec's ``validation.clock_skew_hours`` raise DataError naming them.
     """
     df = to_canonical(_read_raw(url, spec), spec, url)
+    check_not_in_future(df[schema.TS], url, spec, now, rows=df)
     if before is not None:
         cut = pd.Timestamp(before).normalize()
         kept = df[df[schema.TS] < cut].reset_index(drop=True)
@@ -174,9 +288,14 @@ def load_transactions(url: str, spec: DatasetSpec, before: pd.Timestamp | None =
     return df
 
 
-def latest_day(url: str, spec: DatasetSpec) -> pd.Timestamp:
-    """The last day with data, reading only the timestamp column (cheap on parquet)."""
+def latest_day(url: str, spec: DatasetSpec, now: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The last day with data, reading only the timestamp column (cheap on parquet).
+
+    Rows dated in the future of the wall clock raise the same DataError as
+    ``load_transactions``: they must not move the default run date.
+    """
     col = spec.columns[schema.TS]
+    is_default = spec.source_file == default_spec_path()
     try:
         with fsspec.open(url, "rb", **_storage_options(url)) as f:
             if spec.format == "parquet":
@@ -185,10 +304,20 @@ def latest_day(url: str, spec: DatasetSpec) -> pd.Timestamp:
                 except Exception as exc:
                     raise DataError(f"{url}: cannot read column {col!r} ({exc})") from None
             else:
-                ts = pd.read_csv(f, usecols=[col])[col]
-    except FileNotFoundError:
-        raise DataError(f"data file not found: {url}. {UCI_HINT}") from None
-    ts = pd.to_datetime(ts, errors="coerce").dropna()
+                ts = _read_csv(f, url, usecols=[col])[col]
+    except FileNotFoundError as exc:
+        raise _not_found(url, exc, is_default) from None
+    except OSError as exc:
+        network = _unreachable_host(url, exc)
+        if network is None:
+            raise
+        raise DataError(network) from None
+    try:
+        ts = pd.to_datetime(ts, errors="coerce")
+        ts = _naive_utc(ts).dropna()
+    except (ValueError, TypeError, AttributeError):
+        raise DataError(f"{url}: column {col!r} (role ts) cannot be read as timestamps") from None
     if ts.empty:
         raise DataError(f"{url} has no timestamps in column {col!r}")
+    check_not_in_future(ts, url, spec, now)
     return ts.max().normalize()

@@ -18,6 +18,8 @@ import fsspec
 import yaml
 
 from quantrec.data import schema
+from quantrec.dataclass_io import build_dataclass
+from quantrec.redact import redact
 
 DATA_ENV = "QUANTREC_DATA"
 SPEC_ENV = "QUANTREC_SPEC"
@@ -32,16 +34,82 @@ UCI_HINT = (
 
 
 class SpecError(ValueError):
-    """The dataset spec is malformed or does not match the table it describes."""
+    """The dataset spec is malformed or does not match the table it describes.
+
+    The message is redacted (``quantrec.redact``): a spec or data URL with credentials
+    never reaches a report or log through it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"config field {key}: {message}")
 
 
 @dataclass(frozen=True)
 class CleaningRules:
+    """How ``quantrec.data.clean`` cleans the table (see the rules listed there)."""
+
     cancellation_prefix: str | None = None
     non_product_codes: tuple[str, ...] = ()
     non_product_patterns: tuple[str, ...] = ()
     drop_duplicates: bool = True
+    # Rule ``outlier_quantity``: a purchase line whose quantity is above this quantile of
+    # the purchase quantities of strictly earlier days is removed (and counted). None: off.
     outlier_quantile: float | None = 0.9999
+
+    def __post_init__(self) -> None:
+        q = self.outlier_quantile
+        _check(q is None or 0.0 < q < 1.0, "cleaning.outlier_quantile", f"must be in (0, 1) or null, got {q}")
+
+
+@dataclass(frozen=True)
+class CleaningDrift:
+    """Per-day share of rows each cleaning rule removes, against the rule's own history.
+
+    A rule fails on a day when it removed at least ``min_count`` rows AND its share of
+    the day's rows is above max(``min_share``, ``ratio`` x the 95th percentile of its
+    shares over the previous ``history_days`` trading days). Days with fewer than
+    ``min_history_days`` earlier trading days are not judged. Calibrated on Online
+    Retail II: the highest share / limit over all 604 days is 0.76 (same-day reversals,
+    2010-05-14: 3.8% of the day's rows against the 5% floor; see docs/reliability.md).
+    """
+
+    history_days: int = 90
+    min_history_days: int = 20
+    ratio: float = 4.0
+    min_share: float = 0.05
+    min_count: int = 20
+
+    def __post_init__(self) -> None:
+        p = "validation.cleaning_drift."
+        _check(self.history_days >= 1, p + "history_days", f"must be >= 1, got {self.history_days}")
+        _check(1 <= self.min_history_days <= self.history_days, p + "min_history_days",
+               f"must be in [1, history_days={self.history_days}], got {self.min_history_days}")
+        _check(self.ratio > 0, p + "ratio", f"must be > 0, got {self.ratio}")
+        _check(0.0 <= self.min_share <= 1.0, p + "min_share", f"must be in [0, 1], got {self.min_share}")
+        _check(self.min_count >= 1, p + "min_count", f"must be >= 1, got {self.min_count}")
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """Bounds on |quantity|, |unit_price| and |gmv| learned from the rows a run reads.
+
+    bound = ``factor`` x the ``quantile`` of the column's absolute finite values; on a
+    table too small for that quantile the level drops so that at least 20 rows lie
+    above it (a few absurd rows then cannot move their own bound).
+    """
+
+    quantile: float = 0.9999
+    factor: float = 200.0
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.quantile < 1.0, "validation.plausibility.quantile",
+               f"must be in (0, 1), got {self.quantile}")
+        _check(self.factor >= 1.0, "validation.plausibility.factor", f"must be >= 1, got {self.factor}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +120,29 @@ class ValidationThresholds:
     max_cancellation_share: float = 0.2
     max_duplicate_share: float = 0.05
     max_null_user_share: float = 0.5
+    # Dirt, not a broken contract: lines with quantity 0 may carry no unit price (and so
+    # no gmv); cleaning removes them as ``zero_quantity``. Their share per day is bounded.
+    allow_null_price_on_zero_quantity: bool = True
+    max_zero_quantity_share: float = 0.5
+    # Rows dated after the wall clock (UTC) plus this tolerance are an error.
+    clock_skew_hours: float = 24.0
+    # Largest gap between consecutive trading days inside the run's windows.
+    max_gap_days: int = 14
+    cleaning_drift: CleaningDrift = field(default_factory=CleaningDrift)
+    plausibility: Plausibility = field(default_factory=Plausibility)
+
+    def __post_init__(self) -> None:
+        p = "validation."
+        lo, hi = (tuple(self.row_count_ratio) + (None, None))[:2]
+        _check(len(self.row_count_ratio) == 2 and 0 <= lo <= hi, p + "row_count_ratio",
+               f"must be [low, high] with 0 <= low <= high, got {list(self.row_count_ratio)}")
+        for key in ("freshness_days", "row_count_reference_days", "max_gap_days"):
+            _check(getattr(self, key) >= 1, p + key, f"must be >= 1, got {getattr(self, key)}")
+        for key in ("max_cancellation_share", "max_duplicate_share", "max_null_user_share",
+                    "max_zero_quantity_share"):
+            v = getattr(self, key)
+            _check(0.0 <= v <= 1.0, p + key, f"must be a share in [0, 1], got {v}")
+        _check(self.clock_skew_hours >= 0, p + "clock_skew_hours", f"must be >= 0, got {self.clock_skew_hours}")
 
 
 @dataclass(frozen=True)
@@ -77,7 +168,10 @@ class DatasetSpec:
         for key in ("name", "columns"):
             if key not in raw:
                 raise SpecError(f"dataset spec {source_file or ''} lacks the key '{key}'")
-        columns = {str(k): str(v) for k, v in dict(raw["columns"]).items()}
+        if not isinstance(raw["columns"], dict):
+            raise SpecError(f"dataset spec {source_file or ''}: 'columns' must be a mapping of "
+                            f"role -> column name, got {type(raw['columns']).__name__}")
+        columns = {str(k): str(v) for k, v in raw["columns"].items()}
         unknown = set(columns) - set(REQUIRED_ROLES) - set(OPTIONAL_ROLES)
         if unknown:
             raise SpecError(f"dataset spec maps unknown roles {sorted(unknown)}; "
@@ -90,18 +184,8 @@ class DatasetSpec:
         fmt = str(raw.get("format", "parquet"))
         if fmt not in ("parquet", "csv"):
             raise SpecError(f"dataset spec format must be parquet or csv, not {fmt!r}")
-        clean = dict(raw.get("cleaning") or {})
-        val = dict(raw.get("validation") or {})
-        if "row_count_ratio" in val:
-            val["row_count_ratio"] = tuple(float(x) for x in val["row_count_ratio"])
-        for key in ("non_product_codes", "non_product_patterns"):
-            if key in clean:
-                clean[key] = tuple(str(x) for x in clean[key])
-        try:
-            cleaning = CleaningRules(**clean)
-            validation = ValidationThresholds(**val)
-        except TypeError as exc:
-            raise SpecError(f"dataset spec has an unknown cleaning/validation key: {exc}") from None
+        cleaning, validation = _build_section(CleaningRules, raw, "cleaning", source_file), \
+            _build_section(ValidationThresholds, raw, "validation", source_file)
         return cls(name=str(raw["name"]), path=str(raw.get("path", "")), columns=columns,
                    format=fmt, cleaning=cleaning, validation=validation, source_file=source_file)
 
@@ -110,6 +194,27 @@ class DatasetSpec:
         out = asdict(self)
         out.pop("source_file")
         return out
+
+
+def _build_section(cls: type, raw: dict[str, Any], key: str, source_file: str | None) -> Any:
+    """The spec's ``key`` section as a typed ``cls``; a wrong key or value -> SpecError naming it.
+
+    Numbers are coerced to the field types (``freshness_days: 14.0`` is 14) and checked
+    against their ranges; ``freshness_days: "two"`` fails here, not deep inside a check.
+    """
+    section = raw.get(key) or {}
+    where = f"dataset spec {source_file or ''}".rstrip()
+    if not isinstance(section, dict):
+        raise SpecError(f"{where}: '{key}' must be a mapping, got {type(section).__name__}")
+    section = dict(section)
+    if key == "cleaning":
+        for codes in ("non_product_codes", "non_product_patterns"):
+            if isinstance(section.get(codes), (list, tuple)):  # YAML reads code 22000 as an int
+                section[codes] = [str(x) for x in section[codes]]
+    try:
+        return build_dataclass(cls, section, prefix=f"{key}.")
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{where}: {str(exc).replace('config field', 'key')}") from None
 
 
 def repo_root() -> Path:

@@ -8,8 +8,12 @@ the user fetches the workbook from UCI and passes its path.
 
 from __future__ import annotations
 
+import zipfile
+
 import fsspec
 import pandas as pd
+
+from quantrec.data.load import DataError
 
 RENAME = {"Invoice": "InvoiceNo", "Price": "UnitPrice", "Customer ID": "CustomerID"}
 COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
@@ -17,15 +21,27 @@ COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "
 
 
 def import_uci_workbook(workbook: str, out: str) -> dict[str, int]:
-    """Read both sheets, drop the overlap of the second, write zstd parquet; returns counts."""
-    with fsspec.open(workbook, "rb") as f:
-        sheets = pd.read_excel(f, sheet_name=None, dtype={"Invoice": str, "StockCode": str})
+    """Read both sheets, drop the overlap of the second, write zstd parquet; returns counts.
+
+    A missing or unreadable workbook raises DataError (a ValueError) naming the path:
+    the CLI prints it as one line.
+    """
+    try:
+        with fsspec.open(workbook, "rb") as f:
+            sheets = pd.read_excel(f, sheet_name=None, dtype={"Invoice": str, "StockCode": str})
+    except FileNotFoundError:
+        raise DataError(f"workbook not found: {workbook}. Download online_retail_II.xlsx from UCI "
+                        "(DOI 10.24432/C5CG6D) and pass its path") from None
+    except IsADirectoryError:
+        raise DataError(f"{workbook} is a directory, not the UCI workbook (.xlsx)") from None
+    except (zipfile.BadZipFile, ValueError) as exc:  # not an xlsx: "File is not a zip file", format unknown
+        raise DataError(f"{workbook} is not a readable Excel workbook ({exc})") from None
     frames = []
     for name, df in sheets.items():
         df = df.rename(columns=RENAME)
         missing = [c for c in COLUMNS[:-1] if c not in df.columns]
         if missing:
-            raise ValueError(f"{workbook}: sheet {name!r} lacks the columns {missing}; is this "
+            raise DataError(f"{workbook}: sheet {name!r} lacks the columns {missing}; is this "
                              "the Online Retail II workbook from UCI?")
         df["source_sheet"] = name.replace("Year ", "")
         frames.append(df[COLUMNS])

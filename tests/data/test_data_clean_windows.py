@@ -23,12 +23,18 @@ def test_each_rule_counts_what_it_removes(default_spec):
         {"InvoiceNo": "7", "StockCode": "SP1002"},               # a real product (an easel)
         {"InvoiceNo": "8", "CustomerID": None},                  # guest line
         {"InvoiceNo": "9", "UnitPrice": 0.0},                    # non-positive price
+        {"InvoiceNo": "10", "Quantity": 0, "UnitPrice": None},   # quantity 0, no price: not a bad price
     ])
-    lines, report = clean_transactions(to_canonical(raw, default_spec), default_spec.cleaning)
+    canon = to_canonical(raw, default_spec)
+    lines, report = clean_transactions(canon, default_spec.cleaning)
     assert report.removed == {"exact_duplicates": 1, "same_day_reversals": 1, "cancellations": 2,
-                              "non_product_items": 2, "null_users": 1, "non_positive_prices": 1,
-                              "non_positive_quantity": 0}
-    assert report.rows_in == 10 and report.rows_out == len(lines) == 2
+                              "non_product_items": 2, "zero_quantity": 1, "null_users": 1,
+                              "non_positive_prices": 1, "outlier_quantity": 0}
+    assert report.rows_in == 11 and report.rows_out == len(lines) == 2
+    # The same counts per day (one day here), and which rows each rule removed.
+    assert report.by_day.loc[pd.Timestamp("2011-01-03")].to_dict() == {"rows_in": 11, **report.removed}
+    assert canon.loc[report.removed_mask("zero_quantity"), S.ORDER].tolist() == ["10"]
+    assert canon.loc[report.removed_mask("cancellations"), S.ORDER].tolist() == ["C4", "C3"]
     assert sorted(lines[S.ITEM]) == ["85123A", "SP1002"]
 
 
