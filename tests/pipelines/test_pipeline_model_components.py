@@ -130,3 +130,82 @@ def test_a_champion_codebook_of_another_shape_is_rebuilt_saying_why(tmp_path, ta
     assert second["reused"] is False
     assert "differs from the configured" in second["cb_report"].metadata["reason"]
     assert load_codebook(second["codebook"].path).size == 24
+
+
+# ---- a model the library has never heard of: a class and a config entry, no stage edit ----
+from dataclasses import dataclass  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+@dataclass
+class ItemMedianConfig:
+    task: str = "gmv"
+    shrink: float = 5.0          # pseudo-count towards the global median
+
+    @classmethod
+    def small(cls, **kw):
+        return cls(**kw)
+
+    @classmethod
+    def paper(cls, **kw):
+        return cls(**kw)
+
+
+class ItemMedianModel:
+    """Predicts an item's training median GMV, shrunk to the global median."""
+
+    name, display_name, config_cls = "item_median", "ItemMedian", ItemMedianConfig
+    output, needs, warm_starts = "value", frozenset(), False
+
+    def __init__(self, config=None):
+        self.config = config or ItemMedianConfig()
+        self.table, self.global_median = {}, 0.0
+
+    @property
+    def metric(self):
+        return "mae"
+
+    def fit(self, train, val, inputs=None, out_dir=None, init_from=None):
+        from quantrec.training.trainer import TrainResult
+        self.global_median = float(train["gmv"].median())
+        g = train.groupby("item_id")["gmv"].agg(["median", "size"])
+        w = g["size"] / (g["size"] + self.config.shrink)
+        self.table = (w * g["median"] + (1 - w) * self.global_median).to_dict()
+        mae = float(np.abs(self.predict(val) - val["gmv"]).mean())
+        return TrainResult("", "", [], 0, mae, epochs_run=1)
+
+    def predict(self, frame, inputs=None):
+        return frame["item_id"].map(self.table).fillna(self.global_median).to_numpy(np.float64)
+
+    def save(self, path):
+        from quantrec.training import checkpoints as ck
+        ck.save_json(ck.join(path, "config.json"), {"model": self.name, "config": {"task": self.config.task,
+                     "shrink": self.config.shrink}, "table": self.table, "global_median": self.global_median})
+
+    @classmethod
+    def load(cls, path):
+        from quantrec.training import checkpoints as ck
+        meta = ck.load_json(ck.join(path, "config.json"))
+        m = cls(ItemMedianConfig(**meta["config"]))
+        m.table, m.global_median = meta["table"], meta["global_median"]
+        return m
+
+
+def test_a_new_model_needs_only_a_class_and_a_config_entry(tmp_path, tables):
+    from quantrec.models import MODELS, register_model
+    register_model(ItemMedianModel)
+    try:
+        config = json.loads(json.dumps(SLICE_CONFIG))
+        config["models"]["daily"] = ["rqreg", "wlr", "item_median"]
+        config["models"]["models"]["item_median"] = {"shrink": 2.0}
+        reg = Registry(str(tmp_path / "registry"), create=True)
+        a = _day(tmp_path / "run", tables, registry=reg.root, config=config)
+        trained = a["gmv_models"].metadata["models"]
+        assert set(trained) == {"rqreg", "wlr", "item_median"} and trained["item_median"]["metric"] == "mae"
+        assert "gmv/ItemMedian/MAE" in a["metrics"].metadata
+        manifest = reg.get(a["published"]).manifest
+        assert "models/item_median" in manifest["artifacts"]
+        assert manifest["roles"] == {"baseline": "wlr", "gmv": ["rqreg", "item_median"]}
+    finally:
+        MODELS.pop("item_median", None)
