@@ -1,4 +1,4 @@
-"""The daily training pipeline (DESIGN.md): validate -> (if passed) build task tables ->
+"""The daily training pipeline: validate -> (if passed) build task tables ->
 (if the tables pass) resolve the champion -> fit codebook -> train GMV models and
 purchase models -> evaluate offline -> publish.
 

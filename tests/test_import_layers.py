@@ -1,5 +1,6 @@
 """The library's layers, checked over the import graph (every import statement, also the
-ones inside functions): dependencies point down, never up (DESIGN.md)."""
+ones inside functions): dependencies point down, never up: data -> codebook /
+evaluation / training -> models / shadow / serving -> config -> stages."""
 
 from __future__ import annotations
 

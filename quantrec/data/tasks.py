@@ -1,4 +1,4 @@
-"""Task tables of a run (DESIGN.md "Data"): GMV, purchase, LTV and replay requests.
+"""Task tables of a run: GMV, purchase, LTV and replay requests.
 
 ``build_task_tables(lines, windows, config)`` takes cleaned purchase lines strictly
 before the run date and returns every table; ``prepare_run`` does load -> clean ->

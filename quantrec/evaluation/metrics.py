@@ -1,4 +1,5 @@
-"""Offline metrics for the GMV, LTV and purchase tasks (definitions: REFERENCE.md "Metrics").
+"""Offline metrics for the GMV, LTV and purchase tasks, computed as the papers' code does
+(XAUC as in RQ-Reg and GR, arXiv 2412.20211; Norm-Gini as in the LTV papers).
 
 All functions take 1-D arrays of equal length n (a 2-D array with a single column is
 accepted and flattened). Labels and predictions are in the task's own units (GMV in

@@ -1,4 +1,5 @@
-"""RQ-Reg: residual-quantization sequence regression (seeds/000, sections 3.3-3.5).
+"""RQ-Reg: residual-quantization sequence regression ("Sequential Regression for Continuous
+Value Prediction using Residual Quantization", sections 3.3-3.5).
 
 Target space. The model works on z = s * t(min(y, clip)) where t is ``log1p`` or the
 identity (config ``target``), ``clip`` the ``clip_quantile`` of the training labels and
