@@ -143,7 +143,8 @@ def outlier_quantity_mask(df: pd.DataFrame, quantile: float | None) -> pd.Series
         return out
     if not 0.0 < quantile < 1.0:
         raise ValueError(f"cleaning.outlier_quantile must be in (0, 1) or null, got {quantile}")
-    min_history = math.ceil(OUTLIER_MIN_LINES_ABOVE / (1.0 - quantile))
+    # round: 10 / (1 - 0.9999) is 100000.00000000001 in floating point, not 100001 lines
+    min_history = math.ceil(round(OUTLIER_MIN_LINES_ABOVE / (1.0 - quantile), 6))
     if len(df) <= min_history:
         return out
     order = np.argsort(df[schema.DAY].to_numpy(), kind="stable")
