@@ -304,6 +304,78 @@ def _calibrate(role: str, arm: Arm, value: np.ndarray, config: ShadowConfig, ind
 # ---------------------------------------------------------------------------------
 # the comparison
 # ---------------------------------------------------------------------------------
+CALIBRATION_COLUMNS = ["role", "arm", "stage", "bin", "n", "pred_min", "pred_max", "mean_pred", "mean_label"]
+
+
+def _arm_inputs(arms: dict[str, Arm], index: ReplayIndex, config: ShadowConfig,
+                calibration_frame: pd.DataFrame | None):
+    """Validated p (n,) and calibrated value (n,) per role, the arms' report info and the
+    calibration bin table."""
+    n = index.n_rows
+    probs: dict[str, np.ndarray] = {}
+    values: dict[str, np.ndarray] = {}
+    info: dict[str, dict[str, Any] | None] = {}
+    frames: list[pd.DataFrame] = []
+    for role, arm in arms.items():
+        p = _vector(arm, "p_purchase", arm.p_purchase, n, "one per replay row")
+        if p.min() < 0 or p.max() > 1:
+            raise ValueError(f"arm {arm.name!r}: p_purchase must be probabilities in [0, 1], "
+                             f"got range [{p.min()}, {p.max()}]")
+        v = _vector(arm, "value", arm.value, n, "one per replay row")
+        values[role], cal_info, cal_frames = _calibrate(role, arm, v, config, index, calibration_frame)
+        probs[role] = p
+        frames += cal_frames
+        info[role] = {**arm.describe(), "role": role, "calibration": cal_info}
+    info.setdefault("champion", None)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CALIBRATION_COLUMNS)
+    return probs, values, info, table[CALIBRATION_COLUMNS]
+
+
+def _counted(items, bar):
+    for item in items:
+        bar.update(1)
+        yield item
+
+
+def _replicates(index: ReplayIndex, roles: list[str], probs: dict[str, np.ndarray],
+                values: dict[str, np.ndarray], config: ShadowConfig, pair_sets: dict,
+                progress: bool) -> dict[tuple[str, str, str], tuple[float, np.ndarray]]:
+    """{(role, slice, metric): (point, (B,) replicates)}, every arm on the same resamples."""
+    from tqdm.auto import tqdm
+
+    weights = B.user_weights(index.n_users, config.resamples, config.seed)
+    results: dict[tuple[str, str, str], tuple[float, np.ndarray]] = {}
+    den_cache: dict = {}      # XAUC denominators are the same for every arm
+    total = len(roles) * len(index.masks) * len(config.metrics)
+    with tqdm(total=total, desc="shadow replay + bootstrap", disable=not progress, leave=False) as bar:
+        for role in roles:
+            gen = arm_estimators(index, probs[role], values[role], config.ks, pair_sets)
+            est = B.evaluate_estimators(_counted(gen, bar), weights, den_cache)
+            results.update({(role, s, m): v for (s, m), v in est.items()})
+    return results
+
+
+def _tables(results: dict, arms: dict[str, Arm], config: ShadowConfig,
+            slices: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(metrics, deltas) long tables with percentile CIs (see ShadowResult)."""
+    level = config.ci_level
+    metric_rows = []
+    for (role, s, m), (point, reps) in results.items():
+        metric_rows.append({"role": role, "arm": arms[role].name, "slice": s, "metric": m,
+                            "direction": metric_direction(m), **asdict(B.summarize(point, reps, level))})
+    delta_rows = []
+    for ref in (r for r in REFERENCES if r in arms):
+        for s in slices:
+            for m in config.metrics:
+                for change in ("absolute", "relative"):
+                    e = B.paired_delta(results[("challenger", s, m)], results[(ref, s, m)], level,
+                                       relative=change == "relative")
+                    delta_rows.append({"reference": ref, "reference_arm": arms[ref].name, "slice": s,
+                                       "metric": m, "change": change, "direction": metric_direction(m),
+                                       **asdict(e)})
+    return pd.DataFrame(metric_rows), pd.DataFrame(delta_rows)
+
+
 def run_shadow(requests: pd.DataFrame, challenger: Arm, baseline: Arm, champion: Arm | None = None,
                config: ShadowConfig | None = None, calibration_frame: pd.DataFrame | None = None,
                progress: bool = True) -> ShadowResult:
@@ -317,8 +389,6 @@ def run_shadow(requests: pd.DataFrame, challenger: Arm, baseline: Arm, champion:
     arm's ``calibration_value`` predicts; required for calibration "isotonic".
     Raises ValueError (naming the arm / column) on malformed input.
     """
-    from tqdm.auto import tqdm
-
     config = config or ShadowConfig()
     t0 = time.perf_counter()
     arms: dict[str, Arm] = {"challenger": challenger, "baseline": baseline}
@@ -328,61 +398,14 @@ def run_shadow(requests: pd.DataFrame, challenger: Arm, baseline: Arm, champion:
     if len(set(names)) != len(names):
         raise ValueError(f"arm names must differ (they label the report), got {names}")
     index = build_index(requests, config.long_tail_quantile, config.history_edges)
-    n = index.n_rows
-
-    values: dict[str, np.ndarray] = {}
-    probs: dict[str, np.ndarray] = {}
-    arm_info: dict[str, dict[str, Any] | None] = {}
-    cal_frames: list[pd.DataFrame] = []
-    for role, arm in arms.items():
-        p = _vector(arm, "p_purchase", arm.p_purchase, n, "one per replay row")
-        if p.min() < 0 or p.max() > 1:
-            raise ValueError(f"arm {arm.name!r}: p_purchase must be probabilities in [0, 1], "
-                             f"got range [{p.min()}, {p.max()}]")
-        v = _vector(arm, "value", arm.value, n, "one per replay row")
-        values[role], info, frames = _calibrate(role, arm, v, config, index, calibration_frame)
-        probs[role] = p
-        cal_frames += frames
-        arm_info[role] = {**arm.describe(), "role": role, "calibration": info}
-    arm_info.setdefault("champion", None)
+    probs, values, arm_info, calibration = _arm_inputs(arms, index, config, calibration_frame)
     t_cal = time.perf_counter()
 
-    weights = B.user_weights(index.n_users, config.resamples, config.seed)
     pair_sets = {s: pair_set(index, s, config.xauc_max_pairs, config.seed) for s in index.masks}
-    total = len(arms) * len(index.masks) * len(config.metrics)
-    results: dict[tuple[str, str, str], tuple[float, np.ndarray]] = {}
-    den_cache: dict = {}      # XAUC denominators are the same for every arm
-    with tqdm(total=total, desc="shadow replay + bootstrap", disable=not progress, leave=False) as bar:
-        for role in arms:
-            def counted(gen):
-                for item in gen:
-                    bar.update(1)
-                    yield item
-            est = B.evaluate_estimators(counted(arm_estimators(index, probs[role], values[role], config.ks,
-                                                               pair_sets)), weights, den_cache)
-            results.update({(role, s, m): v for (s, m), v in est.items()})
+    results = _replicates(index, list(arms), probs, values, config, pair_sets, progress)
     t_boot = time.perf_counter()
 
-    level = config.ci_level
-    metric_rows = []
-    for (role, s, m), (point, reps) in results.items():
-        e = B.summarize(point, reps, level)
-        metric_rows.append({"role": role, "arm": arms[role].name, "slice": s, "metric": m,
-                            "direction": metric_direction(m), **asdict(e)})
-    metrics = pd.DataFrame(metric_rows)
-    delta_rows = []
-    for ref in REFERENCES:
-        if ref not in arms:
-            continue
-        for s in index.masks:
-            for m in config.metrics:
-                for change in ("absolute", "relative"):
-                    e = B.paired_delta(results[("challenger", s, m)], results[(ref, s, m)], level,
-                                       relative=change == "relative")
-                    delta_rows.append({"reference": ref, "reference_arm": arms[ref].name, "slice": s,
-                                       "metric": m, "change": change, "direction": metric_direction(m),
-                                       **asdict(e)})
-    deltas = pd.DataFrame(delta_rows)
+    metrics, deltas = _tables(results, arms, config, list(index.masks))
 
     def lookup(rule: ThresholdRule) -> B.Estimate | None:
         if rule.kind == "value":
@@ -391,27 +414,23 @@ def run_shadow(requests: pd.DataFrame, challenger: Arm, baseline: Arm, champion:
                                      "change": "relative" if rule.relative else "absolute"})
 
     decision: Decision = decide(config.thresholds, lookup, has_champion="champion" in arms,
-                                names={r: arms[r].name for r in arms}, ci_level=level)
+                                names={r: arms[r].name for r in arms}, ci_level=config.ci_level)
     t_end = time.perf_counter()
 
     days = pd.to_datetime(requests[S.DAY]).dt.normalize().unique() if S.DAY in requests.columns else []
-    data = {"rows": n, "requests": index.n_requests, "users": index.n_users,
+    data = {"rows": index.n_rows, "requests": index.n_requests, "users": index.n_users,
             "bought_lines": int((index.label == 1).sum()),
             "days": sorted(str(pd.Timestamp(d).date()) for d in days),
             "long_tail_column": LONG_TAIL_PRICE, "long_tail_threshold": index.long_tail_threshold,
             "xauc_pairs": {s: {"pairs": int(ps.i.size), "lines": ps.lines, "exact": ps.exact}
                            for s, ps in pair_sets.items()}}
     timings = {"calibration_s": t_cal - t0, "replay_bootstrap_s": t_boot - t_cal,
-               "decision_s": t_end - t_boot, "total_s": t_end - t0}
-    notes = _notes(config, index)
-    calibration = (pd.concat(cal_frames, ignore_index=True) if cal_frames else pd.DataFrame(
-        columns=["role", "arm", "stage", "bin", "n", "pred_min", "pred_max", "mean_pred", "mean_label"]))
-    calibration = calibration[["role", "arm", "stage", "bin", "n", "pred_min", "pred_max", "mean_pred", "mean_label"]]
+               "tables_decision_s": t_end - t_boot, "total_s": t_end - t0}
     return ShadowResult(
         blessed=decision.blessed, reasons=decision.reasons, warnings=decision.warnings,
         checks=[c.to_dict() for c in decision.checks], arms=arm_info, metrics=metrics, deltas=deltas,
         calibration=calibration, slices=index.slice_summary(), config=config.to_dict(), data=data,
-        timings=timings, notes=notes)
+        timings=timings, notes=_notes(config, index))
 
 
 def _notes(config: ShadowConfig, index: ReplayIndex) -> list[str]:
