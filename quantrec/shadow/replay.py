@@ -8,7 +8,8 @@ unless said otherwise; ties in the score are ordered at random and every value i
 exact expectation over that order, see ``quantrec.evaluation.metrics``):
 
 - GMV@k: realised GMV of the bought items ranked in the top k, mean per request
-  (currency units). Requests with at most k candidates capture everything at k.
+  (currency units; on a slice, over the requests holding slice rows). Requests with at
+  most k candidates capture everything at k.
 - NDCG: value-weighted NDCG over the full list (gain = realised GMV), mean per request.
 - AUC: ROC AUC of the score for "bought", over all candidate rows of the slice.
 - GAUC: AUC inside each request, weighted by the request's candidate count, over the
@@ -18,8 +19,9 @@ exact expectation over that order, see ``quantrec.evaluation.metrics``):
 
 Slices (rows): "all"; "long_tail" = candidates whose item price ``i_price_last`` (the
 item's median unit price on its last selling day before the request, known for
-unbought candidates too, unlike the realised unit price) is at or above the slice's
-0.9-quantile over the replay rows (items with no price history are not long tail);
+unbought candidates too, unlike the realised unit price) is at or above its
+``long_tail_quantile`` (default 0.9: the top-10% prices) over the replay rows (items
+with no price history are not long tail);
 "new_users" / "returning_users" from ``is_new_user``; "hist_<lo>_<hi>" / "hist_<lo>+"
 buckets of ``hist_len`` (the user's purchase lines before the day) for returning users.
 Ranking always uses the full candidate list: on a row slice, GMV@k and NDCG count only
