@@ -8,7 +8,8 @@ Values: synthetic DMQN-shaped user states (default 100 clusters x 32 dims float1
 states come from a pool of 512 seeded random states and every user gets its own
 aggregates (its index first): each value is distinct and carries the version tag.
 
-Rows per scale (the server is emptied between them: one big version at a time):
+Rows per scale (the server is emptied between them: one big version at a time; the
+median of --repeat runs up to 100k users, one run above):
   pipelined  CacheStore.refresh of n users: MSET batches, ``depth`` in flight, lock
              renewal; the write phase is timed (users/s, MB/s of value bytes); also the
              verification (SCAN count + sample checksums) and, from a later refresh, the
@@ -45,14 +46,18 @@ POOL = 512
 
 
 def synthetic_users(schema: ValueSchema, version: str, n: int, seed: int = 0) -> Iterator[tuple[int, bytes]]:
-    """n (user id, value) pairs: pooled random states, per-user aggregates (index first)."""
+    """n (user id, value) pairs: pooled random states, per-user aggregates (index first).
+    The pool is built here, before the caller starts a clock on the returned iterator."""
     rng = np.random.default_rng(seed)
     states = rng.standard_normal((POOL,) + schema.shape).astype(schema.np_dtype)
     pool = [s.tobytes() for s in states]
     tails = [rng.gamma(2.0, 50.0, len(schema.fields) - 1).astype("<f4").tobytes() for _ in range(POOL)]
     head = schema.header(version)
-    for i in range(n):
-        yield i, b"".join((head, pool[i % POOL], struct.pack("<f", i), tails[i % POOL]))
+
+    def pairs() -> Iterator[tuple[int, bytes]]:
+        for i in range(n):
+            yield i, b"".join((head, pool[i % POOL], struct.pack("<f", i), tails[i % POOL]))
+    return pairs()
 
 
 def item_pairs(schema: ValueSchema, version: str, n: int, seed: int = 1) -> list[tuple[str, bytes]]:
@@ -62,14 +67,14 @@ def item_pairs(schema: ValueSchema, version: str, n: int, seed: int = 1) -> list
     return [(f"SKU{i}", v) for i, v in enumerate(values)]
 
 
-def naive_write(client, schema: ValueSchema, version: str, n: int) -> dict:
+def naive_write(client, schema: ValueSchema, version: str, n: int) -> float:
+    """Seconds to write n users with one SET per round trip."""
     keys = Keys()
+    users = synthetic_users(schema, version, n)
     start = time.perf_counter()
-    for uid, value in synthetic_users(schema, version, n):
+    for uid, value in users:
         client.set(keys.user(version, uid), value)
-    seconds = time.perf_counter() - start
-    return {"users": n, "write_s": seconds, "users_per_s": n / seconds,
-            "mb_per_s": n * schema.nbytes / 1e6 / seconds}
+    return time.perf_counter() - start
 
 
 def read_latency(client, n_users: int, n_reads: int, seed: int = 2) -> dict:
@@ -106,7 +111,7 @@ def encode_speed(schema: ValueSchema, n: int = 2000) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke run: scales 0.2 and 1, few reads")
+    ap.add_argument("--quick", action="store_true", help="smoke run: scales 0.2 and 1, one run each, few reads")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--scales", default="1,100", help="multiples of --base-users (comma separated)")
     ap.add_argument("--base-users", type=int, default=DEFAULT_USERS)
@@ -117,10 +122,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--reads", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per row (median) up to 100k users; 1 above")
     ap.add_argument("--unix", action="store_true", help="connect over a unix socket instead of TCP")
     args = ap.parse_args(argv)
     scales = [0.2, 1.0] if args.quick else [float(s) for s in args.scales.split(",")]
     reads = 200 if args.quick else args.reads
+    if args.quick:
+        args.repeat = 1
 
     user_schema = ValueSchema("user", (args.clusters, args.dim), tuple(f"agg{i}" for i in range(args.aggregates)))
     item_schema = ValueSchema("item", (args.dim,), tuple(f"iagg{i}" for i in range(8)))
@@ -131,36 +139,48 @@ def main(argv: list[str] | None = None) -> dict:
         info = client.info("server")
         for scale in scales:
             n = int(round(args.base_users * scale))
-            client.flushall()
-            store = CacheStore(client, keep=1, batch_size=args.batch_size, depth=args.depth, progress=False)
-            # the measured refresh: n users into an empty cache
-            items = item_pairs(item_schema, "day2", args.items)
+            repeat = args.repeat if n <= 100_000 else 1  # 100x: one run of each (minutes, GBs)
             t = time.perf_counter()
-            users_only = store.refresh("day1", synthetic_users(user_schema, "day1", n),
-                                       user_schema=user_schema)
-            assert users_only.users == n
-            client.flushall()  # one big version at a time: 100x is ~3.8 GB per version
+            store = CacheStore(client, keep=1, batch_size=args.batch_size, depth=args.depth, progress=False)
+            runs = []
+            for r in range(repeat):
+                client.flushall()  # one big version at a time: 100x is ~3.8 GB per version
+                # the measured refresh: n users into an empty cache
+                rep = store.refresh(f"day1-{r}", synthetic_users(user_schema, f"day1-{r}", n),
+                                    user_schema=user_schema)
+                assert rep.users == n
+                runs.append(rep)
+            client.flushall()
             # day2: users + items, for the read latency; then a tiny day3 whose refresh collects
             # day2 (keep=1): the time to SCAN + UNLINK one full version
-            store.refresh("day2", synthetic_users(user_schema, "day2", n), items,
+            store.refresh("day2", synthetic_users(user_schema, "day2", n), item_pairs(item_schema, "day2", args.items),
                           user_schema=user_schema, item_schema=item_schema)
             memory_gb = client.info("memory")["used_memory"] / 1e9
             if reads_out is None:
                 reads_out = read_latency(client, n, reads)
             gc = store.refresh("day3", synthetic_users(user_schema, "day3", 100), user_schema=user_schema)
-            rows.append({"scale": scale, "mode": "pipelined", "users": n,
-                         "write_s": users_only.write_seconds, "users_per_s": n / users_only.write_seconds,
-                         "mb_per_s": users_only.bytes / 1e6 / users_only.write_seconds,
-                         "verify_s": users_only.verify_seconds, "flip_and_total_s": users_only.seconds,
+            rates = sorted(n / x.write_seconds for x in runs)
+            median = runs[sorted(range(repeat), key=lambda i: runs[i].write_seconds)[repeat // 2]]
+            rows.append({"scale": scale, "mode": "pipelined", "users": n, "runs": repeat,
+                         "write_s": median.write_seconds, "users_per_s": n / median.write_seconds,
+                         "users_per_s_range": [rates[0], rates[-1]],
+                         "mb_per_s": median.bytes / 1e6 / median.write_seconds,
+                         "verify_s": median.verify_seconds, "refresh_total_s": median.seconds,
                          "collect_s": gc.collect_seconds, "collected_keys": gc.keys_unlinked,
                          "used_memory_gb_one_version": memory_gb})
+            naive_s = []
+            for r in range(repeat):
+                client.flushall()
+                naive_s.append(naive_write(client, user_schema, "naive", n))
             client.flushall()
-            naive = naive_write(client, user_schema, "naive", n)
-            rows.append({"scale": scale, "mode": "naive", **naive})
-            rows[-2]["speedup_vs_naive"] = rows[-2]["users_per_s"] / naive["users_per_s"]
-            client.flushall()
+            naive_s.sort()
+            seconds = naive_s[repeat // 2]
+            rows.append({"scale": scale, "mode": "naive", "users": n, "runs": repeat, "write_s": seconds,
+                         "users_per_s": n / seconds, "users_per_s_range": [n / naive_s[-1], n / naive_s[0]],
+                         "mb_per_s": n * user_schema.nbytes / 1e6 / seconds})
+            rows[-2]["speedup_vs_naive"] = rows[-2]["users_per_s"] / rows[-1]["users_per_s"]
             print(f"  scale {scale:g}: pipelined {rows[-2]['users_per_s']:,.0f}/s, naive "
-                  f"{naive['users_per_s']:,.0f}/s ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
+                  f"{rows[-1]['users_per_s']:,.0f}/s ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
         client.close()
     enc = encode_speed(user_schema)
 
@@ -169,12 +189,14 @@ def main(argv: list[str] | None = None) -> dict:
           f"depth {args.depth}, redis {info['redis_version']} over {'unix socket' if args.unix else 'TCP loopback'}")
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
           f"(the machine is shared: figures vary with it)")
-    print(f"{'scale':>6} {'users':>9} {'mode':>10} {'write s':>8} {'users/s':>9} {'MB/s':>7} "
-          f"{'verify s':>8} {'GC s':>6} {'vs naive':>8}")
+    print(f"{'scale':>6} {'users':>9} {'mode':>10} {'runs':>4} {'write s':>8} {'users/s':>9} {'(min-max)':>17} "
+          f"{'MB/s':>6} {'verify s':>8} {'GC s':>6} {'vs naive':>8}")
     for r in rows:
-        print(f"{r['scale']:>5g}x {r['users']:>9,} {r['mode']:>10} {r['write_s']:>8.2f} {r['users_per_s']:>9,.0f} "
-              f"{r['mb_per_s']:>7.0f} {r.get('verify_s', float('nan')):>8.2f} {r.get('collect_s', float('nan')):>6.2f} "
-              f"{r.get('speedup_vs_naive', float('nan')):>7.1f}x")
+        lo, hi = r["users_per_s_range"]
+        extra = (f"{r['verify_s']:>8.2f} {r['collect_s']:>6.2f} {r['speedup_vs_naive']:>7.1f}x"
+                 if r["mode"] == "pipelined" else f"{'':>8} {'':>6} {'':>8}")
+        print(f"{r['scale']:>5g}x {r['users']:>9,} {r['mode']:>10} {r['runs']:>4} {r['write_s']:>8.2f} "
+              f"{r['users_per_s']:>9,.0f} {f'({lo:,.0f}-{hi:,.0f})':>17} {r['mb_per_s']:>6.0f} {extra}")
     print(f"\nread 1 user + 100 items ({reads_out['reads']} reads): one round trip p50 "
           f"{reads_out['one_round_trip_p50_ms']:.2f} ms / p99 {reads_out['one_round_trip_p99_ms']:.2f} ms; "
           f"101 GETs p50 {reads_out['gets_101_p50_ms']:.2f} ms / p99 {reads_out['gets_101_p99_ms']:.2f} ms")
