@@ -132,7 +132,10 @@ class Recommendation:
 
     reasons: human-readable sentences (the fired voting rules, or the error).
     rules: every rule's result. metrics: flat scalar statistics (health + drift).
-    context: run_date, codebook provenance summary, current window, data fingerprint.
+    context: run_date, codebook_id (sha256 of the monitored codebook file's bytes, the
+        registry's ``codebook_id``; None when an object was passed), codebook provenance
+        summary, current window, data fingerprint, the rebuild candidate. ``to_dict`` puts
+        run_date and codebook_id at the top level too (what the registry matches on).
     error: None, or {"type", "message", "suggested_action"} when action == "error".
     """
 
@@ -166,10 +169,11 @@ class Recommendation:
         return "KEEP the codebook: " + "; ".join(self.reasons)
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe(redact_obj({"schema": SCHEMA, "action": self.action, "alert": self.alert, "exit_code": self.exit_code,
-                           "summary": self.summary, "reasons": list(self.reasons), "metrics": dict(self.metrics),
-                           "rules": [r.to_dict() for r in self.rules], "context": dict(self.context),
-                           "error": self.error, "config": dict(self.config)}))
+        return json_safe(redact_obj({
+            "schema": SCHEMA, "run_date": self.context.get("run_date"), "codebook_id": self.context.get("codebook_id"),
+            "action": self.action, "alert": self.alert, "exit_code": self.exit_code, "summary": self.summary,
+            "reasons": list(self.reasons), "metrics": dict(self.metrics), "rules": [r.to_dict() for r in self.rules],
+            "context": dict(self.context), "error": self.error, "config": dict(self.config)}))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Recommendation":

@@ -207,6 +207,14 @@ def _candidate(y_cur: np.ndarray, book: Any, prov: Any, lines: pd.DataFrame, cur
                           (str(start.date()), str(cur_start.date())), config.health.candidate_min_lines)
 
 
+def _codebook_id(codebook: Any) -> str | None:
+    """sha256 of a codebook file's bytes (the registry's codebook_id); None for an object."""
+    if not isinstance(codebook, str):
+        return None
+    from quantrec.data.snapshot import file_digest
+    return file_digest(codebook)
+
+
 def _paths(out_dir: str | None, html_path: str | None, recommendation_path: str | None,
            alert_path: str | None) -> dict[str, str]:
     if out_dir is None and None in (html_path, recommendation_path, alert_path):
@@ -253,6 +261,7 @@ def run_monitor(run_date: Any, codebook: Any, *, data: str | None = None, spec: 
                 raise EmptyWindow(f"no purchase lines given: the current window before {d.date()} is empty")
         fp = data_fingerprint or dataset_fingerprint(spec, lines)
         outcome = evaluate(d, codebook, lines, fp, cfg)
+        outcome.recommendation.context["codebook_id"] = _codebook_id(codebook)
     except (ValueError, OSError) as exc:  # bad input (MonitorError, DataError, SpecError, ...)
         outcome = MonitorOutcome(recommendation=error_recommendation(exc, cfg, context))
     except Exception as exc:  # a bug: still leave an alert and a page behind, then raise

@@ -33,6 +33,9 @@ def test_stable_shop_keeps_the_codebook(tmp_path, stable_lines, stable_book):
     assert res.action == "keep" and res.exit_code == EXIT_KEEP
     rec, alert, page = outputs(tmp_path / "out")
     assert rec["action"] == "keep" and alert["alert"] is False and alert["exit_code"] == 0
+    # what the registry matches a recommendation on: run_date and the codebook file's digest
+    from quantrec.data.snapshot import file_digest
+    assert rec["run_date"] == RUN and rec["codebook_id"] == file_digest(path)
     win = rec["context"]["current_window"]
     assert win["end"] == RUN and win["trading_days"] == 7 and win["lines"] > 500
     assert rec["context"]["codebook"]["fit_window"] == [day(0), day(70)]
@@ -54,6 +57,7 @@ def test_repriced_shop_recommends_a_rebuild(tmp_path, shifted_lines, shifted_boo
     assert alert["alert"] is True and alert["level"] == "rebuild" and alert["exit_code"] == 3
     assert alert["report"].endswith("drift_review.html")
     assert rec["metrics"]["rebuild_gain"] > 0.2
+    assert rec["codebook_id"] is None          # an object was monitored, not a registry file
     assert any("rebuild would lower" in r for r in rec["reasons"])
     fired = {r["rule"] for r in rec["rules"] if r["fired"]}
     assert {"occupancy_js", "drift:unit_price", "top_price_point_tv"} <= fired    # the context agrees
