@@ -34,5 +34,7 @@ def build_tasks(snapshot: Input[Dataset], run_date: str, spec: str, config: dict
     cleaning.log_metric("rows_in", summary["cleaning"]["rows_in"])
     cleaning.log_metric("rows_out", summary["cleaning"]["rows_out"])
     attach(table_checks, summary["checks"])
-    say(f"task tables: {summary['message']}")
+    rows = ", ".join(f"{name} {summary['rows'][name]['all']:,}" for name in outs)
+    say(f"tables {summary['checks']['verdict']} ({summary['checks']['checks_passed']}/"
+        f"{summary['checks']['checks_total']} checks): {rows}")
     return passed

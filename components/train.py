@@ -41,8 +41,10 @@ def train(task: str, run_date: str, table: Input[Dataset], snapshot: Input[Datas
                           codebook_reused=codebook_reused, events_path=events.path if events is not None else None,
                           checkpoint_dir=ckpt)
     attach(models, {"task": task, "models": summary, "config": cfg.to_dict()})
+    if not summary:
+        say(f"no daily model trains on the {task} table (models.daily = {list(cfg.models.daily)})")
     for name, s in summary.items():
         for key in ("val_metric", "epochs", "train_rows", "seconds", "warm_start_copied"):
             training.log_metric(f"{name}/{key}", s[key])
-        say(f"trained {name}: val {s['metric']} {s['val_metric']:.5g} in {s['epochs']} epochs, "
-            f"{s['seconds']:.0f} s; warm start: {s['warm_start_from'] or s['warm_start_skipped']}")
+        say(f"{name}: val {s['metric']} {s['val_metric']:.4g}, {s['epochs']} epochs, {s['seconds']:.0f} s, "
+            f"warm start: {s['warm_start_from'] or s['warm_start_skipped']}")

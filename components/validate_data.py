@@ -27,5 +27,6 @@ def validate_data(run_date: str, data: str, spec: str, config: dict, report: Out
                                      result.path, report.path, snapshot.path)
     attach(result, summary)
     attach(snapshot, summary["snapshot"])
-    say(f"validation: {summary['message']}")
+    say(f"{summary['verdict']}: {summary['checks_passed']}/{summary['checks_total']} checks on "
+        f"{summary.get('rows_loaded') or 0:,} rows" + ("" if passed else f" ({summary['message']})"))
     return passed

@@ -258,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, OSError) as exc:  # our DataError / SpecError / ConfigError / RegistryError, I/O
         detail = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        detail = " ".join(part.strip() for part in detail.splitlines())  # one line, always
         print(f"quantrec {args.command}: error: {redact(detail)}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
@@ -235,7 +236,10 @@ def run_pipeline_locally(pipeline: Callable, arguments: dict[str, Any], pipeline
     with open(log_path, "w", encoding="utf-8") as log:
         tee = _LogTee(log, on_line, terminal if verbose else None)
         try:
-            with contextlib.redirect_stdout(tee):
+            with contextlib.redirect_stdout(tee), warnings.catch_warnings():
+                # kfp.local warns on every task that display names and the base image are
+                # ignored locally: true, expected, and noise in a terminal
+                warnings.filterwarnings("ignore", module=r"kfp\.local\..*")
                 local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_root),
                            workspace_root=os.path.join(scratch, "workspace"), raise_on_error=True)
                 task = pipeline(**arguments)

@@ -18,7 +18,7 @@ GATES = (("validate-data", "result", "data validation"), ("build-tasks", "table_
 def print_progress(rec: TaskRecord) -> None:
     """One line per finished task: status, name, seconds, the task's own summary."""
     mark = "ok  " if rec.status == "SUCCESS" else "FAIL"
-    said = rec.said[-1] if rec.said else ""
+    said = " | ".join(rec.said)
     print(f"  [{mark}] {rec.name:<18} {rec.seconds:6.1f} s  {said}", flush=True)
 
 

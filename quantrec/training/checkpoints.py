@@ -15,6 +15,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from quantrec.redact import redact
+
 OPTIM_PREFIX = "optim."
 
 
@@ -50,9 +52,15 @@ def save_state(path: str, state: dict[str, torch.Tensor], metadata: dict[str, st
 
 
 def load_state(path: str) -> dict[str, torch.Tensor]:
-    """Load a flat {name: tensor} dict from a safetensors file (no pickle)."""
+    """Load a flat {name: tensor} dict from a safetensors file (no pickle); a truncated
+    or corrupt file is a ValueError naming it."""
     with fsspec.open(path, "rb") as f:
-        return st_load(f.read())
+        data = f.read()
+    try:
+        return st_load(data)
+    except Exception as exc:  # safetensors raises its own SafetensorError for bad bytes
+        raise ValueError(f"{redact(path)} is not a readable safetensors file ({exc}); "
+                         "the model or checkpoint is corrupt or truncated") from None
 
 
 def save_json(path: str, obj: Any) -> None:
@@ -60,8 +68,13 @@ def save_json(path: str, obj: Any) -> None:
 
 
 def load_json(path: str) -> Any:
+    """Read a JSON file; invalid JSON is a ValueError naming the file."""
     with fsspec.open(path, "r") as f:
-        return json.load(f)
+        text = f.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{redact(path)} is not valid JSON ({exc}): the file is corrupt") from None
 
 
 def save_training_checkpoint(path: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
