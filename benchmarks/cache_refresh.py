@@ -16,7 +16,8 @@ median of --repeat runs up to 100k users, one run above):
              collection of one full version (SCAN + UNLINK, "GC s")
   naive      ``client.set(key, value)`` per user, one round trip each (redis-py)
 Then read latency of ``CacheReader.read(user, 100 items)`` (one round trip, Lua) vs 101
-GETs, and the encoder's speed (ValueSchema.encode_many on float32 states).
+GETs, the encoder's speed (ValueSchema.encode_many on float32 states), and the server's
+ceiling for values of this size: Redis's own C client (redis-benchmark) pipelined 100 deep.
 
     .venv/bin/python benchmarks/cache_refresh.py [--quick] [--json PATH] [--scales 1,100]
         [--clusters 100] [--dim 32] [--aggregates 16] [--batch-size 500] [--depth 4] [--unix]
@@ -101,6 +102,24 @@ def read_latency(client, n_users: int, n_reads: int, seed: int = 2) -> dict:
             "gets_101_p50_ms": q(naive, 50), "gets_101_p99_ms": q(naive, 99)}
 
 
+def server_ceiling(port: int, value_bytes: int, n: int) -> dict | None:
+    """SET/s of Redis's own C client (redis-benchmark, when installed) with values of the same
+    size: pipelined 100 deep (what the server can take at all) and one per round trip."""
+    import shutil
+    import subprocess
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return None
+
+    def rps(*extra: str) -> float:
+        out = subprocess.run([binary, "-h", "127.0.0.1", "-p", str(port), "-t", "set", "-d", str(value_bytes),
+                              "-r", "1000000", "--csv", *extra], capture_output=True, text=True, timeout=600)
+        row = [line for line in out.stdout.splitlines() if line.startswith('"SET"')][0]
+        return float(row.split(",")[1].strip('"'))
+    return {"c_pipelined_100_sets_per_s": rps("-n", str(n), "-P", "100"),
+            "c_one_per_round_trip_sets_per_s": rps("-n", str(max(n // 10, 1000)), "-c", "1")}
+
+
 def encode_speed(schema: ValueSchema, n: int = 2000) -> float:
     states = np.random.default_rng(3).standard_normal((n,) + schema.shape).astype(np.float32)
     aggs = np.zeros((n, len(schema.fields)))
@@ -132,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     user_schema = ValueSchema("user", (args.clusters, args.dim), tuple(f"agg{i}" for i in range(args.aggregates)))
     item_schema = ValueSchema("item", (args.dim,), tuple(f"iagg{i}" for i in range(8)))
-    rows, reads_out = [], None
+    rows, reads_out, ceiling = [], None, None
     with LocalRedisServer(unix_socket=args.unix) as server:
         import redis
         client = (redis.Redis(unix_socket_path=server.unix_socket) if args.unix else server.client())
@@ -179,6 +198,10 @@ def main(argv: list[str] | None = None) -> dict:
                          "users_per_s": n / seconds, "users_per_s_range": [n / naive_s[-1], n / naive_s[0]],
                          "mb_per_s": n * user_schema.nbytes / 1e6 / seconds})
             rows[-2]["speedup_vs_naive"] = rows[-2]["users_per_s"] / rows[-1]["users_per_s"]
+            if ceiling is None and not args.unix:
+                client.flushall()
+                ceiling = server_ceiling(server.port, user_schema.nbytes, 50_000 if args.quick else 200_000) or {}
+                client.flushall()
             print(f"  scale {scale:g}: pipelined {rows[-2]['users_per_s']:,.0f}/s, naive "
                   f"{rows[-1]['users_per_s']:,.0f}/s ({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
         client.close()
@@ -201,6 +224,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{reads_out['one_round_trip_p50_ms']:.2f} ms / p99 {reads_out['one_round_trip_p99_ms']:.2f} ms; "
           f"101 GETs p50 {reads_out['gets_101_p50_ms']:.2f} ms / p99 {reads_out['gets_101_p99_ms']:.2f} ms")
     print(f"encode (ValueSchema.encode_many, float32 -> float16): {enc:,.0f} users/s")
+    if ceiling:
+        print(f"server ceiling, redis-benchmark (C) SET of {user_schema.nbytes:,} B: pipelined x100 "
+              f"{ceiling['c_pipelined_100_sets_per_s']:,.0f}/s, one per round trip "
+              f"{ceiling['c_one_per_round_trip_sets_per_s']:,.0f}/s")
     pipelined = [r for r in rows if r["mode"] == "pipelined"]
     print("goals: >= 50k users/s: " + ", ".join(f"{r['scale']:g}x {'met' if r['users_per_s'] >= 5e4 else 'NOT met'}"
                                                   for r in pipelined)
@@ -208,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
                                           for r in pipelined))
     out = {"config": vars(args) | {"value_bytes": user_schema.nbytes, "redis_version": info["redis_version"]},
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-           "rows": rows, "reads": reads_out, "encode_users_per_s": enc}
+           "rows": rows, "reads": reads_out, "encode_users_per_s": enc, "server_ceiling": ceiling}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2))
