@@ -1,0 +1,148 @@
+"""DMQN on the real purchase task: AUC / GAUC / logloss on val and eval, training time
+per epoch, codeword usage / perplexity and attention entropy, over several seeds.
+
+The tables come from ``prepare_run(run_date)`` with the default TaskConfig (or from a
+folder written by ``quantrec tasks --out DIR``: ``--tables DIR``). Context rows, not
+models: the AUC of the item's popularity (``i_lines``) and of the user's earlier count
+of the same item (``ui_lines``), both from the purchase table's leakage-free features.
+
+    .venv/bin/python benchmarks/dmqn_quality.py [--run-date 2011-12-10] [--tables DIR]
+        [--seeds 0 1 2] [--preset small|paper] [--set '{"codewords": 25}'] [--quick]
+        [--json out.json]
+
+``--quick``: the most recent 300 training requests, 1 epoch (a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from quantrec.data import schema as S  # noqa: E402
+from quantrec.dataclass_io import build_dataclass  # noqa: E402
+from quantrec.evaluation.metrics import auc, logloss  # noqa: E402
+from quantrec.models.dmqn import DMQNConfig, DMQNModel, gauc  # noqa: E402
+
+
+class _Inputs:
+    """What ``fit`` / ``predict`` read from ModelInputs: the events table."""
+
+    def __init__(self, events: pd.DataFrame) -> None:
+        self.events = events
+
+
+def load_tables(run_date: str, tables: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(purchase, events) of a run."""
+    from quantrec.data.tasks import prepare_run, read_table
+    if tables:
+        return read_table(f"{tables}/purchase.parquet"), read_table(f"{tables}/events.parquet")
+    t = prepare_run(run_date).tables
+    return t["purchase"], t["events"]
+
+
+def metrics(frame: pd.DataFrame, p: np.ndarray) -> dict[str, float]:
+    groups = frame[S.USER].astype(str) + "|" + frame[S.DAY].astype(str)
+    y = frame[S.LABEL].to_numpy()
+    return {"AUC": auc(y, p), "GAUC": gauc(y, p, groups), "logloss": logloss(y, p)}
+
+
+def context_rows(purchase: pd.DataFrame) -> list[dict]:
+    rows = []
+    for name, col in (("popularity i_lines", "i_lines"), ("repeat count ui_lines", "ui_lines")):
+        r = {"model": name}
+        for split in ("val", "eval"):
+            f = purchase[purchase[S.SPLIT] == split]
+            x = f[col].fillna(0).to_numpy(dtype=np.float64)
+            groups = f[S.USER].astype(str) + "|" + f[S.DAY].astype(str)
+            r[f"{split} AUC"] = auc(f[S.LABEL], x)
+            r[f"{split} GAUC"] = gauc(f[S.LABEL], x, groups)
+        rows.append(r)
+    return rows
+
+
+def run_one(purchase: pd.DataFrame, events: pd.DataFrame, cfg: DMQNConfig) -> dict:
+    split = {s: purchase[purchase[S.SPLIT] == s].reset_index(drop=True) for s in ("train", "val", "eval")}
+    model = DMQNModel(cfg)
+    t0 = time.time()
+    res = model.fit(split["train"], split["val"], _Inputs(events))
+    fit_s = time.time() - t0
+    out = {"seed": cfg.train.seed, "epochs_run": res.epochs_run, "best_epoch": res.best_epoch,
+           "fit_s": fit_s, "s_per_epoch": float(np.mean([h["seconds"] for h in res.history])),
+           "train_requests": model.state["train_requests"], "train_rows": model.state["train_rows"]}
+    for s in ("val", "eval"):
+        t1 = time.time()
+        p = model.predict(split[s], _Inputs(events))
+        out[f"{s}_predict_s"] = time.time() - t1
+        out.update({f"{s} {k}": v for k, v in metrics(split[s], p).items()})
+    d = model.diagnostics()
+    out["perplexity min"] = min(d["codeword_perplexity"])
+    out["usage min"] = min(d["codeword_usage"])
+    out["clusters/user"] = d["clusters_per_user_mean"]
+    out["CTAM entropy"] = d["ctam_attention_entropy"]
+    out["history"] = res.history
+    out["diagnostics"] = d
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-date", default="2011-12-10")
+    ap.add_argument("--tables", default=None, help="folder with purchase.parquet + events.parquet")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--preset", choices=("small", "paper"), default="small")
+    ap.add_argument("--set", default="{}", help="JSON field overrides of DMQNConfig")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    purchase, events = load_tables(args.run_date, args.tables)
+    overrides = json.loads(args.set)
+    if args.quick:
+        overrides = {"max_train_requests": 300, **overrides}
+        overrides.setdefault("train", {})["epochs"] = 1
+    runs = []
+    for seed in args.seeds:
+        base = DMQNConfig.paper() if args.preset == "paper" else DMQNConfig.small()
+        raw = json.loads(json.dumps(__import__("dataclasses").asdict(base)))
+        for k, v in overrides.items():
+            if isinstance(v, dict):
+                raw[k].update(v)
+            else:
+                raw[k] = v
+        raw["train"]["seed"] = seed
+        raw["train"]["progress"] = False
+        cfg = build_dataclass(DMQNConfig, raw)
+        r = run_one(purchase, events, cfg)
+        runs.append(r)
+        print(json.dumps({k: v for k, v in r.items() if k not in ("history", "diagnostics")}), flush=True)
+
+    cols = ["seed", "epochs_run", "best_epoch", "s_per_epoch", "fit_s", "val AUC", "val GAUC", "val logloss",
+            "eval AUC", "eval GAUC", "eval logloss", "perplexity min", "usage min", "clusters/user", "CTAM entropy"]
+    table = pd.DataFrame([{c: r[c] for c in cols} for r in runs])
+    pd.set_option("display.width", 250)
+    print(f"\nDMQN {args.preset} on run {args.run_date}, overrides {overrides}: "
+          f"{runs[0]['train_requests']} training requests / {runs[0]['train_rows']} rows")
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    num = table.drop(columns=["seed"])
+    print("\nmean / std over seeds")
+    print(pd.DataFrame({"mean": num.mean(), "std": num.std(ddof=1) if len(num) > 1 else 0.0}).T
+          .to_string(float_format=lambda x: f"{x:.4f}"))
+    ctx = pd.DataFrame(context_rows(purchase))
+    print("\ncontext (single features of the purchase table, not models)")
+    print(ctx.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"run_date": args.run_date, "preset": args.preset,
+                                               "overrides": overrides, "runs": runs,
+                                               "context": ctx.to_dict("records")}, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
