@@ -156,7 +156,7 @@ class ValueSchema:
 
     def _cast(self, arrays: Any, aggregates: Any, lead: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         if type(arrays).__module__.startswith("torch"):
-            # a torch tensor (e.g. DMQN states): torch's vectorised half cast is ~4x numpy's
+            # a torch tensor (e.g. DMQN states): torch's vectorised half cast is 2-4x numpy's
             import torch
             arrays = arrays.detach().to("cpu", torch.float16 if self.dtype == "float16" else torch.float32).numpy()
         arrays = np.asarray(arrays)
