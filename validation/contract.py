@@ -51,29 +51,39 @@ def _gxe():
     return gxe
 
 
-def _present_ids(ids: pd.Series) -> pd.Categorical:
+def _present_ids(ids: pd.Series, factorized: tuple[np.ndarray, object] | None = None) -> pd.Categorical:
     """Ids as a categorical (cheap for GX to hash) with blank strings as missing."""
-    codes, uniques = pd.factorize(ids, use_na_sentinel=True)
+    codes, uniques = factorized if factorized is not None else pd.factorize(ids, use_na_sentinel=True)
     blank = pd.Series(uniques, dtype="string").str.strip().eq("").fillna(True).to_numpy()
     codes = np.where((codes >= 0) & ~blank[np.maximum(codes, 0)], codes, -1)
     return pd.Categorical.from_codes(codes, categories=pd.Index(uniques.astype(str)), validate=False)
 
 
-def product_purchase_mask(raw: pd.DataFrame, rules: CleaningRules) -> pd.Series:
-    """Lines that buy a product: quantity > 0, not a cancellation, not a non-product code."""
-    return ((raw[S.QUANTITY] > 0) & ~raw[S.IS_CANCELLATION]
-            & ~non_product_mask(raw[S.ITEM], rules)).astype(bool)
+def product_purchase_mask(raw: pd.DataFrame, rules: CleaningRules,
+                          non_product: pd.Series | None = None) -> pd.Series:
+    """Lines that buy a product: quantity > 0, not a cancellation, not a non-product code.
+
+    ``non_product``: ``non_product_mask(raw[item_id], rules)`` if the caller has it.
+    """
+    if non_product is None:
+        non_product = non_product_mask(raw[S.ITEM], rules)
+    return ((raw[S.QUANTITY] > 0) & ~raw[S.IS_CANCELLATION] & ~non_product).astype(bool)
 
 
 def validate_contract(raw: pd.DataFrame, thresholds: ValidationThresholds, rules: CleaningRules,
-                      has_order: bool = True, example_columns: list[str] | None = None) -> list[Check]:
+                      has_order: bool = True, example_columns: list[str] | None = None,
+                      non_product: pd.Series | None = None) -> list[Check]:
     """``transactions.contract`` and the whole-window price check of ``transactions.purchases``.
 
-    ``raw``: the canonical read window; ``has_order``: the spec maps an order id column.
+    ``raw``: the canonical read window; ``has_order``: the spec maps an order id column;
+    ``non_product``: the non-product mask of ``raw`` if the caller has it.
     """
     gxe = _gxe()
     slim = pd.DataFrame({c: raw[c].to_numpy(dtype="float64") for c in NUMBERS}, index=raw.index)
-    slim[S.ITEM] = _present_ids(raw[S.ITEM])
+    items = pd.factorize(raw[S.ITEM], use_na_sentinel=True)  # shared by the two uses below
+    slim[S.ITEM] = _present_ids(raw[S.ITEM], items)
+    if non_product is None:
+        non_product = non_product_mask(raw[S.ITEM], rules, items)
     ex = [Expect(gxe.ExpectColumnValuesToNotBeNull(column=S.QUANTITY), "quantity present on every row"),
           *[Expect(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=-_MAX, max_value=_MAX),
                    f"{c} is a finite number wherever present (no inf)") for c in NUMBERS],
@@ -97,7 +107,7 @@ def validate_contract(raw: pd.DataFrame, thresholds: ValidationThresholds, rules
         Expect(gxe.ExpectColumnValuesToNotBeNull(column=c), f"{c} present on every line {where}")
         for c in (S.UNIT_PRICE, S.VALUE)], example_columns, rows=raw)
 
-    buys = slim.loc[product_purchase_mask(raw, rules).to_numpy(), [S.UNIT_PRICE]]
+    buys = slim.loc[product_purchase_mask(raw, rules, non_product).to_numpy(), [S.UNIT_PRICE]]
     checks += run_expectations("transactions.purchases", buys, [
         Expect(gxe.ExpectColumnValuesToBeBetween(column=S.UNIT_PRICE, min_value=0),
                "unit price >= 0 on product purchase lines (quantity > 0, not cancelled, "
@@ -142,7 +152,8 @@ def plausibility_bounds(raw: pd.DataFrame, settings: Plausibility) -> list[Bound
 
 
 def validate_plausibility(raw: pd.DataFrame, settings: Plausibility, rules: CleaningRules,
-                          example_columns: list[str] | None = None) -> list[Check]:
+                          example_columns: list[str] | None = None,
+                          non_product: pd.Series | None = None) -> list[Check]:
     """``transactions.plausibility``: every finite |value| of a product line within its bound.
 
     Bounds are learned from, and judged on, the lines of products (purchases and
@@ -150,7 +161,10 @@ def validate_plausibility(raw: pd.DataFrame, settings: Plausibility, rules: Clea
     contract suite (reported once, there).
     """
     gxe = _gxe()
-    products = raw[~non_product_mask(raw[S.ITEM], rules).to_numpy()]
+    if non_product is None:
+        non_product = non_product_mask(raw[S.ITEM], rules)
+    # Only the numeric columns: a boolean cut of the whole frame copies a million string ids.
+    products = raw.loc[~non_product.to_numpy(), list(NUMBERS)]
     bounds = plausibility_bounds(products, settings)
     if not bounds:
         return []

@@ -194,22 +194,29 @@ def _drift_section(drift: pd.DataFrame, totals: dict[str, Any] | None) -> str:
         return html + '<p class="note">No cleaning rule removed rows in the run\'s windows.</p>'
     ncols = 2
     nrows = (len(rules) + ncols - 1) // ncols
-    fig = Figure(figsize=(8, 1.5 * nrows))
+    fig = Figure(figsize=(7.5, 1.15 * nrows + 0.3))
     for k, rule in enumerate(rules):
         g = win[win["rule"] == rule]
         ax = fig.add_subplot(nrows, ncols, k + 1)
         days = pd.to_datetime(g["day"])
-        ax.plot(days, g["share"], color="#7a8ca3", lw=0.8, label="share removed")
-        ax.plot(days, g["limit"], color="#333", lw=0.8, ls="--", label="limit")
+        ax.plot(days, g["share"], color="#7a8ca3", lw=0.7, label="share of the day's rows removed")
+        # A limit above 1 cannot be reached (a rule with a high, noisy share): drawn at 1.
+        ax.plot(days, g["limit"].clip(upper=1.0), color="#333", lw=0.7, ls="--", label="limit")
         bad = g[g["ratio"] > 1.0]
         if len(bad):
-            ax.scatter(pd.to_datetime(bad["day"]), bad["share"], color="#b00020", s=12, zorder=3, label="fails")
-        ax.set_title(rule, fontsize=8)
+            ax.scatter(pd.to_datetime(bad["day"]), bad["share"], color="#b00020", s=10, zorder=3,
+                       label="above the limit")
+        ax.set_title(rule, fontsize=7, pad=2)
         ax.tick_params(labelsize=6)
-        if k == 0:
-            ax.legend(loc="upper left", fontsize=6, frameon=False)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    for ax in fig.axes[1:]:  # the red marker may appear on any panel
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=6, frameon=False)
     fig.autofmt_xdate()
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     return html + figure_to_html(fig, alt="cleaning drop shares per day") + (
         '<p class="note">Share of each day\'s rows a cleaning rule removed (grey) and its limit '
         "(dashed: max(min_share, ratio x the rule's p95 over the previous trading days)); red: days "

@@ -36,7 +36,7 @@ from __future__ import annotations
 import pandas as pd
 
 from quantrec.data import schema as S
-from quantrec.data.clean import CleaningReport, clean_transactions
+from quantrec.data.clean import CleaningReport, clean_transactions, non_product_mask
 from quantrec.data.spec import CleaningRules, ValidationThresholds
 from quantrec.data.windows import Windows
 from validation.checks import (BOOL_TYPES, DATETIME_TYPES, NUMERIC_TYPES, STRING_TYPES, Check,
@@ -106,13 +106,18 @@ def window_coverage(raw: pd.DataFrame, windows: Windows) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _window_expects(t: ValidationThresholds) -> list[Expect]:
+def _window_expects(t: ValidationThresholds, cover: pd.DataFrame) -> list[Expect]:
+    """Rows per window and the largest gap inside each; observed names the windows."""
     gxe = _gxe()
+    rows = {r["window"]: int(r["rows"]) for r in cover.to_dict("records")}
+    gaps = {r["window"]: (None if pd.isna(r["largest_gap_days"]) else int(r["largest_gap_days"]))
+            for r in cover.to_dict("records")}
     return [
         Expect(gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=1),
-               "the train, val and eval windows each have rows"),
+               "the train, val and eval windows each have rows", observed={"rows": rows}),
         Expect(gxe.ExpectColumnValuesToBeBetween(column="largest_gap_days", max_value=t.max_gap_days),
-               f"no gap of more than {t.max_gap_days} days between trading days inside the run's windows"),
+               f"no gap of more than {t.max_gap_days} days between trading days inside the run's windows",
+               observed={"largest_gap_days": gaps}),
     ]
 
 
@@ -171,8 +176,9 @@ def validate_transactions_with_drift(
         # add confusing follow-up failures.
         return checks, None
 
-    checks += validate_contract(raw, t, rules, has_order, EXAMPLE_COLUMNS)
-    checks += validate_plausibility(raw, t.plausibility, rules, EXAMPLE_COLUMNS)
+    non_product = non_product_mask(raw[S.ITEM], rules)  # once: two suites need it
+    checks += validate_contract(raw, t, rules, has_order, EXAMPLE_COLUMNS, non_product)
+    checks += validate_plausibility(raw, t.plausibility, rules, EXAMPLE_COLUMNS, non_product)
     if cleaning is None:
         cleaning = clean_transactions(raw, rules)[1]
     drift_checks, drift = validate_cleaning_drift(raw, cleaning, t, windows.train_start, windows.end,
@@ -180,7 +186,7 @@ def validate_transactions_with_drift(
     checks += drift_checks
 
     cover = window_coverage(raw, windows)
-    checks += run_expectations("transactions.windows", cover, _window_expects(t))
+    checks += run_expectations("transactions.windows", cover, _window_expects(t, cover))
 
     daily = daily_row_counts(raw, windows, t.row_count_reference_days)
     in_eval = (raw[S.DAY] >= windows.eval_start) & (raw[S.DAY] < windows.end)

@@ -84,38 +84,70 @@ class CleaningReport:
         return self.removed_by == RULES.index(rule) + 1
 
 
-def non_product_mask(items: pd.Series, rules: CleaningRules) -> pd.Series:
-    """True where the item id is a non-product code (exact list or regex patterns).
-
-    Evaluated once per distinct item id (a few thousand) and mapped back to the rows:
-    the regex over a million strings would cost about half a second.
-    """
-    codes, uniques = pd.factorize(items, use_na_sentinel=True)
+def non_product_of(uniques: pd.Series | pd.Index | np.ndarray, rules: CleaningRules) -> np.ndarray:
+    """Boolean per distinct item id: a non-product code (exact list or regex patterns)."""
     uniq = pd.Series(uniques, dtype="string")
-    mask_u = uniq.isin(list(rules.non_product_codes))
+    mask = uniq.isin(list(rules.non_product_codes))
     if rules.non_product_patterns:
         pattern = "|".join(f"(?:{p})" for p in rules.non_product_patterns)
         re.compile(pattern)  # fail early with re.error on a bad spec pattern
-        mask_u |= uniq.fillna("").str.contains(pattern, regex=True)
-    mask_u = mask_u.fillna(False).to_numpy(dtype=bool)
+        mask |= uniq.fillna("").str.contains(pattern, regex=True)
+    return mask.fillna(False).to_numpy(dtype=bool)
+
+
+def non_product_mask(items: pd.Series, rules: CleaningRules,
+                     factorized: tuple[np.ndarray, object] | None = None) -> pd.Series:
+    """True where the item id is a non-product code (exact list or regex patterns).
+
+    Evaluated once per distinct item id (a few thousand) and mapped back to the rows:
+    the regex over a million strings would cost about half a second. ``factorized``:
+    ``pd.factorize(items)`` if the caller has it already.
+    """
+    codes, uniques = factorized if factorized is not None else pd.factorize(items, use_na_sentinel=True)
+    mask_u = non_product_of(uniques, rules)
     out = np.zeros(len(items), dtype=bool)
     known = codes >= 0  # null item ids are not non-product codes
     out[known] = mask_u[codes[known]]
     return pd.Series(out, index=items.index)
 
 
-def _same_day_reversed(df: pd.DataFrame) -> pd.Series:
+def _exact_duplicates(df: pd.DataFrame, item: np.ndarray) -> np.ndarray:
+    """Repeats of an earlier identical line (all canonical columns equal), as a bool array.
+
+    ``item``: integer codes of ``df``'s item ids. Identical lines share (ts, item,
+    quantity, price); comparing every string column only where those repeat (a few
+    percent of the rows) is 3x faster than ``df.duplicated`` on all of them.
+    """
+    key = pd.DataFrame({"t": df[schema.TS].to_numpy(), "i": item, "q": df[schema.QUANTITY].to_numpy(),
+                        "p": df[schema.UNIT_PRICE].to_numpy()})
+    cand = key.duplicated(keep=False).to_numpy()
+    out = np.zeros(len(df), dtype=bool)
+    out[cand] = df.loc[cand, schema.TRANSACTION_COLUMNS].duplicated(keep="first").to_numpy()
+    return out
+
+
+def _same_day_reversed(df: pd.DataFrame, item: np.ndarray | None = None) -> pd.Series:
     """Purchases and the cancellations that reverse them in full on the same day.
 
     Pairs are matched one-to-one on (user, item, day, |quantity|) by occurrence order.
-    Returns a boolean mask over ``df`` marking both sides of each pair.
+    Returns a boolean mask over ``df`` marking both sides of each pair. ``item``:
+    integer codes of ``df``'s item ids if the caller has them.
     """
+    mask = pd.Series(False, index=df.index)
+    is_cancel = df[schema.IS_CANCELLATION].to_numpy(dtype=bool)
+    if not is_cancel.any():
+        return mask
+    # Only lines sharing (day, item, |quantity|) with some cancellation can pair: about 3%
+    # of the default data. Matching on those alone is 3x faster than on every line.
+    item = pd.factorize(df[schema.ITEM])[0] if item is None else item
+    absq = df[schema.QUANTITY].abs().to_numpy()
+    key = pd.MultiIndex.from_arrays([df[schema.DAY].to_numpy(), item, absq])
+    cand = np.asarray(key.isin(key[is_cancel]))
+    sub = df[cand]
     keys = ["_u", "_i", "_d", "_absq"]
-    # Integer codes instead of the string columns: the groupbys below are 3x faster.
-    work = pd.DataFrame({"_u": pd.factorize(df[schema.USER])[0], "_i": pd.factorize(df[schema.ITEM])[0],
-                         "_d": df[schema.DAY].to_numpy(), "_absq": df[schema.QUANTITY].abs().to_numpy(),
-                         "_c": df[schema.IS_CANCELLATION].to_numpy(dtype=bool),
-                         "_buy": (df[schema.QUANTITY] > 0).to_numpy()}, index=df.index)
+    work = pd.DataFrame({"_u": pd.factorize(sub[schema.USER])[0], "_i": item[cand],
+                         "_d": sub[schema.DAY].to_numpy(), "_absq": absq[cand],
+                         "_c": is_cancel[cand], "_buy": (sub[schema.QUANTITY] > 0).to_numpy()}, index=sub.index)
     work = work[work["_u"] >= 0]  # guest lines cannot be paired: no user to match on
     buys = work[~work["_c"] & work["_buy"]]
     cancels = work[work["_c"]]
@@ -123,7 +155,6 @@ def _same_day_reversed(df: pd.DataFrame) -> pd.Series:
     cancels = cancels.assign(_occ=cancels.groupby(keys, sort=False).cumcount())
     pairs = buys.reset_index().merge(cancels.reset_index(), on=keys + ["_occ"],
                                      suffixes=("_buy", "_cancel"))
-    mask = pd.Series(False, index=df.index)
     mask.loc[pairs["index_buy"].to_numpy()] = True
     mask.loc[pairs["index_cancel"].to_numpy()] = True
     return mask
@@ -186,15 +217,17 @@ def clean_transactions(df: pd.DataFrame, rules: CleaningRules) -> tuple[pd.DataF
         removed_by[hit] = RULES.index(name) + 1
         alive[hit] = False
 
+    items = pd.factorize(df[schema.ITEM], use_na_sentinel=True)  # once for three rules
     if rules.drop_duplicates:
-        drop("exact_duplicates", df.duplicated(subset=schema.TRANSACTION_COLUMNS, keep="first").to_numpy())
+        drop("exact_duplicates", _exact_duplicates(df, items[0]))
     live = df[alive]
-    reversed_mask = _same_day_reversed(live).to_numpy() & ~live[schema.IS_CANCELLATION].to_numpy()
+    reversed_mask = (_same_day_reversed(live, items[0][alive]).to_numpy()
+                     & ~live[schema.IS_CANCELLATION].to_numpy())
     rev = np.zeros(len(df), dtype=bool)
     rev[np.flatnonzero(alive)[reversed_mask]] = True
     drop("same_day_reversals", rev)
     drop("cancellations", df[schema.IS_CANCELLATION].to_numpy())
-    drop("non_product_items", non_product_mask(df[schema.ITEM], rules).to_numpy())
+    drop("non_product_items", non_product_mask(df[schema.ITEM], rules, items).to_numpy())
     drop("zero_quantity", ~(df[schema.QUANTITY] > 0).to_numpy())
     drop("null_users", df[schema.USER].isna().to_numpy())
     drop("non_positive_prices", ~(df[schema.UNIT_PRICE] > 0).to_numpy())

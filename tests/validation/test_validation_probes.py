@@ -179,6 +179,7 @@ def test_s7_rows_shifted_a_year_ahead_leave_a_gap_in_the_val_window(raw, write, 
     assert check.suite == "transactions.windows" and check.column == "largest_gap_days"
     # Sun 2011-02-20 + 400 days follows Fri 2011-02-18: a 402-day hole inside the val window
     assert [r["window"] for r in check.examples] == ["val"] and check.examples[0]["largest_gap_days"] == 402
+    assert '"val": 402' in res.message()
 
 
 def test_s7_a_window_without_rows_fails(raw, write):
@@ -189,6 +190,7 @@ def test_s7_a_window_without_rows_fails(raw, write):
     [check] = res.failed
     assert check.suite == "transactions.windows" and check.column == "rows"
     assert check.examples[0]["window"] == "train" and check.examples[0]["rows"] == 0
+    assert check.observed["rows"]["train"] == 0 and '"train": 0' in res.message()
 
 
 # ---- §8: run_validation never raises ----------------------------------------------------
