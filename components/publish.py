@@ -7,7 +7,7 @@ from components._image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def publish(registry: str, run_date: str, config: dict, champion: Input[Artifact], snapshot: Input[Dataset],
             codebook: Input[Artifact], gmv_models: Input[Model], purchase_models: Input[Model],
-            evaluation: Input[Artifact], metrics: Input[Metrics]) -> str:
+            evaluation: Input[Artifact], metrics: Input[Metrics], decision: Input[Artifact]) -> str:
     """Record the run's codebook, models and evaluation as one registry version with its
     lineage; idempotent (a retry returns the version published before). Returns its name.
 
@@ -22,6 +22,7 @@ def publish(registry: str, run_date: str, config: dict, champion: Input[Artifact
         purchase_models: the purchase train stage's models.
         evaluation: the offline evaluation (JSON).
         metrics: the offline metrics.
+        decision: the shadow comparison's decision (kept in the manifest, blessed or not).
     """
     import json
 
@@ -30,11 +31,13 @@ def publish(registry: str, run_date: str, config: dict, champion: Input[Artifact
     from quantrec.stages.champion import ChampionInfo
     from quantrec.stages.publish import publish_stage
 
+    from quantrec.stages.publish import decision_record
+
     with open(champion.path) as f:
         info = ChampionInfo.from_dict(json.load(f))
     out = publish_stage(registry, run_date, RunConfig.from_dict(config), info, snapshot.metadata["digest"],
                         codebook.path, dict(codebook.metadata), [gmv_models.path, purchase_models.path],
-                        evaluation.path, dict(metrics.metadata))
+                        evaluation.path, dict(metrics.metadata), decision=decision_record(decision.path))
     say(f"published version {out['version']}" + ("" if out["created"] else " (already published: unchanged)")
         if out["version"] else out["reason"])
     return out["version"]

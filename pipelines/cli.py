@@ -174,7 +174,16 @@ def cmd_registry(args: argparse.Namespace) -> int:
         if not name:
             print("the registry has no champion yet; name a version")
             return EXIT_FAILED
-        print(json.dumps(reg.get(name).manifest, indent=2, sort_keys=True))
+        manifest = reg.get(name).manifest
+        decision = manifest.get("decision") or {}
+        print(f"version {name}{' (champion)' if name == champion else ''}, run_date {manifest.get('run_date')}")
+        if decision:
+            print(f"shadow decision: {decision.get('verdict')}")
+            for reason in decision.get("reasons", []):
+                print(f"  - {reason}")
+        else:
+            print("shadow decision: none recorded")
+        print(json.dumps(manifest, indent=2, sort_keys=True))
     elif args.action == "history":
         for e in reg.history():
             print(f"{e['seq']:>4} {e['at']}  {e['action']:<8} {e['version']}  (was {e.get('previous')})  {e.get('reason', '')}")

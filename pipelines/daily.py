@@ -1,6 +1,7 @@
 """The daily training pipeline: validate -> (if passed) build task tables ->
 (if the tables pass) resolve the champion -> fit codebook -> train GMV models and
-purchase models -> evaluate offline -> publish.
+purchase models -> evaluate offline -> shadow A/B against WLR and the champion ->
+publish (blessed or not) -> (if blessed) promote.
 
 Caching: tasks that read something outside their inputs (the data URL, the registry)
 or change something outside (publish) never cache; every other task's inputs are
@@ -13,8 +14,10 @@ from kfp import dsl
 from components.build_tasks import build_tasks
 from components.evaluate_offline import evaluate_offline
 from components.fit_codebook import fit_codebook
+from components.promote import promote
 from components.publish import publish
 from components.resolve_champion import resolve_champion
+from components.shadow_compare import shadow_compare
 from components.train import train
 from components.validate_data import validate_data
 
@@ -23,8 +26,8 @@ PIPELINE_NAME = "quantrec-daily"
 
 @dsl.pipeline(name=PIPELINE_NAME,
               description="Validate the day's transactions, build task tables, fit the GMV codebook, "
-                          "train RQ-Reg, WLR and the purchase model, evaluate them offline and publish "
-                          "the run to the model registry.")
+                          "train RQ-Reg, WLR and the purchase model, evaluate them offline, compare them "
+                          "with WLR and the champion on replayed requests, publish, and promote if blessed.")
 def daily_pipeline(run_date: str, data: str = "", spec: str = "", config: dict = {},
                    registry: str = "", rebuild_codebook: str = "auto", checkpoints: str = ""):
     """The daily training run.
@@ -65,9 +68,18 @@ def daily_pipeline(run_date: str, data: str = "", spec: str = "", config: dict =
                                       events=tables.outputs["events"], gmv_models=gmv_models.outputs["models"],
                                       purchase_models=purchase_models.outputs["models"])
             report.set_display_name("evaluate offline")
+            shadow = shadow_compare(replay=tables.outputs["replay"], purchase=tables.outputs["purchase"],
+                                    events=tables.outputs["events"], gmv_models=gmv_models.outputs["models"],
+                                    purchase_models=purchase_models.outputs["models"],
+                                    champion=champ.outputs["champion"], config=config)
+            shadow.set_display_name("shadow A/B vs WLR and champion")
             published = publish(registry=registry, run_date=run_date, config=config,
                                 champion=champ.outputs["champion"], snapshot=gate.outputs["snapshot"],
                                 codebook=codebook.outputs["codebook"], gmv_models=gmv_models.outputs["models"],
                                 purchase_models=purchase_models.outputs["models"],
-                                evaluation=report.outputs["evaluation"], metrics=report.outputs["metrics"])
+                                evaluation=report.outputs["evaluation"], metrics=report.outputs["metrics"],
+                                decision=shadow.outputs["decision"])
             published.set_display_name("publish").set_caching_options(False)  # writes the registry
+            with dsl.If(shadow.outputs["Output"] == True, name="blessed"):  # noqa: E712
+                promoted = promote(registry=registry, version=published.output, champion=champ.outputs["champion"])
+                promoted.set_display_name("promote").set_caching_options(False)  # moves the champion

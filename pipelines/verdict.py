@@ -52,6 +52,14 @@ def daily_verdict(run: LocalRun) -> tuple[int, list[str]]:
     version = run.parameter("publish")
     if code == EXIT_OK:
         lines.append(f"published: {version}" if version else "published: nothing (no registry)")
+        blessed = run.parameter("shadow-compare")
+        if blessed is not None:
+            reasons = run.artifact_metadata("shadow-compare", "decision").get("reasons", "")
+            lines.append(f"shadow decision: {'blessed' if blessed else 'not blessed'}"
+                         + (f" ({reasons})" if reasons else ""))
+        champion = run.parameter("promote")
+        if champion is not None:
+            lines.append(f"champion: {champion}")
     lines.append(f"verdict: {verdict}")
     reports = run.reports()
     if reports:

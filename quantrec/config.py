@@ -15,6 +15,7 @@ from typing import Any
 
 from quantrec.data.tasks import TaskConfig
 from quantrec.dataclass_io import ConfigError, build_dataclass
+from quantrec.shadow.compare import ShadowConfig
 
 PRESETS = ("small", "paper")
 
@@ -121,6 +122,7 @@ class RunConfig:
     tasks: TaskConfig = field(default_factory=TaskConfig)
     codebook: CodebookConfig = field(default_factory=CodebookConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    shadow: ShadowConfig = field(default_factory=ShadowConfig)
 
     def __post_init__(self) -> None:
         if self.tasks.windows.val_days < 1:

@@ -36,7 +36,7 @@ from quantrec.shadow.replay import (
     slice_names, validate_history_edges,
 )
 
-__all__ = ["ShadowConfig", "Arm", "ShadowResult", "run_shadow", "ROLES"]
+__all__ = ["ShadowConfig", "Arm", "ShadowResult", "run_shadow", "compact_decision", "ROLES"]
 
 ROLES = ("challenger", "baseline", "champion")
 REFERENCES = ("baseline", "champion")
@@ -191,15 +191,7 @@ class ShadowResult:
         """The compact decision for a registry manifest: verdict, reasons, threshold
         checks, the arms, the slice-"all" deltas with CIs and the data window (the full
         tables stay in ``to_json``)."""
-        full = self.to_json()
-        keep = ("blessed", "verdict", "decision_basis", "reasons", "warnings", "thresholds",
-                "challenger", "baseline", "champion")
-        out = {k: full[k] for k in keep}
-        out["deltas"] = [d for d in full["deltas"] if d["slice"] == "all"]
-        out["data"] = {k: v for k, v in full["data"].items() if k != "xauc_pairs"}
-        out["bootstrap"] = {"resamples": self.config["resamples"], "seed": self.config["seed"],
-                            "ci_level": self.config["ci_level"]}
-        return out
+        return compact_decision(self.to_json())
 
     def summary(self) -> dict[str, float | str]:
         """Flat KFP metadata: verdict, and for slice "all" every delta (point and CI) and
@@ -227,6 +219,18 @@ class ShadowResult:
 
         write_json(self.to_json(), json_path)
         build_html(self).write(html_path)
+
+
+def compact_decision(full: dict[str, Any]) -> dict[str, Any]:
+    """The compact decision for a registry manifest, from the full decision JSON
+    (``ShadowResult.to_json()``, also as read back from the decision artifact)."""
+    keep = ("blessed", "verdict", "decision_basis", "reasons", "warnings", "thresholds",
+            "challenger", "baseline", "champion")
+    out = {k: full[k] for k in keep}
+    out["deltas"] = [d for d in full["deltas"] if d["slice"] == "all"]
+    out["data"] = {k: v for k, v in full["data"].items() if k != "xauc_pairs"}
+    out["bootstrap"] = {k: full["config"][k] for k in ("resamples", "seed", "ci_level")}
+    return out
 
 
 def _estimate_of(df: pd.DataFrame, keys: dict[str, Any]) -> B.Estimate | None:

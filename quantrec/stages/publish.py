@@ -20,6 +20,12 @@ from quantrec.training import checkpoints as ck
 EVALUATION = "evaluation.json"
 
 
+def decision_record(decision_path: str) -> dict[str, Any]:
+    """The compact shadow decision (for the manifest) from the decision artifact's JSON."""
+    from quantrec.shadow.compare import compact_decision
+    return compact_decision(ck.load_json(decision_path))
+
+
 def publish_stage(registry: str, run_date: str, config: RunConfig, champion: ChampionInfo,
                   data_digest: str, codebook_path: str, codebook_summary: dict[str, Any],
                   trained_dirs: list[str], evaluation_path: str, metrics: dict[str, Any],

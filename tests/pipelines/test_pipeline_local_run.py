@@ -53,11 +53,13 @@ def test_each_concurrent_run_reports_its_own_verdict(two_runs):
 def test_passing_run_shows_one_line_per_stage_and_publishes(two_runs):
     code, out, _ = two_runs["good"]
     run_dir = _run_folder(out)
-    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == [
-        "build-tasks", "evaluate-offline", "fit-codebook", "publish", "resolve-champion", "train", "train-2",
-        "validate-data"]
+    blessed = "shadow decision: blessed" in out
+    assert blessed or "shadow decision: not blessed" in out
+    stages = ["build-tasks", "evaluate-offline", "fit-codebook", "publish", "resolve-champion",
+              "shadow-compare", "train", "train-2", "validate-data"] + (["promote"] if blessed else [])
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == sorted(stages)
     stage_lines = [line for line in out.splitlines() if line.startswith("  [")]
-    assert len(stage_lines) == 8 and all(line.startswith("  [ok  ]") for line in stage_lines)
+    assert len(stage_lines) == len(stages) and all(line.startswith("  [ok  ]") for line in stage_lines)
     assert len(out.splitlines()) < 40  # quiet: KFP's log goes to run.log
     log = (run_dir / "run.log").read_text()
     assert "Executing task" in log and len(log.splitlines()) > 100
@@ -65,8 +67,9 @@ def test_passing_run_shows_one_line_per_stage_and_publishes(two_runs):
     registry = two_runs["root"] / "registry"
     manifest = json.loads((registry / "versions" / version / "manifest.json").read_text())
     assert manifest["run_date"] == SLICE_RUN_DATE and manifest["roles"]["baseline"] == "wlr"
+    assert manifest["decision"]["verdict"] == ("blessed" if blessed else "not blessed")
     reports = {Path(p).parent.name for p in re.findall(r"^  (/\S+)$", out, flags=re.M)}
-    assert reports == {"validate-data", "build-tasks", "fit-codebook", "evaluate-offline"}
+    assert reports == {"validate-data", "build-tasks", "fit-codebook", "evaluate-offline", "shadow-compare"}
 
 
 def test_failing_run_leaves_no_temp_folders(two_runs):

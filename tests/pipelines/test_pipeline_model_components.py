@@ -11,8 +11,10 @@ from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 from components.build_tasks import build_tasks
 from components.evaluate_offline import evaluate_offline
 from components.fit_codebook import fit_codebook
+from components.promote import promote
 from components.publish import publish
 from components.resolve_champion import resolve_champion
+from components.shadow_compare import shadow_compare
 from components.train import train
 from components.validate_data import validate_data
 from quantrec.codebook import load_codebook
@@ -42,7 +44,8 @@ def _day(tmp, tables, registry="", rebuild="auto", config=SLICE_CONFIG):
          "cb_report": HTML(uri=str(tmp / "cb.html")), "reconstruction": Artifact(uri=str(tmp / "cb.json")),
          "gmv_models": Model(uri=str(tmp / "gmv_models")), "purchase_models": Model(uri=str(tmp / "purchase_models")),
          "report": HTML(uri=str(tmp / "ev.html")), "metrics": Metrics(uri=str(tmp / "evm")),
-         "evaluation": Artifact(uri=str(tmp / "ev.json"))}
+         "evaluation": Artifact(uri=str(tmp / "ev.json")), "shadow_report": HTML(uri=str(tmp / "sh.html")),
+         "decision": Artifact(uri=str(tmp / "decision.json"))}
     a["version"] = resolve_champion.python_func(registry=registry, run_date=SLICE_RUN_DATE,
                                                 rebuild_codebook=rebuild, champion=a["champion"])
     a["reused"] = fit_codebook.python_func(gmv=tables["gmv"], champion=a["champion"], config=config,
@@ -58,10 +61,14 @@ def _day(tmp, tables, registry="", rebuild="auto", config=SLICE_CONFIG):
     evaluate_offline.python_func(gmv=tables["gmv"], purchase=tables["purchase"], events=tables["events"],
                                  gmv_models=a["gmv_models"], purchase_models=a["purchase_models"],
                                  report=a["report"], metrics=a["metrics"], evaluation=a["evaluation"])
+    a["blessed"] = shadow_compare.python_func(replay=tables["replay"], purchase=tables["purchase"],
+                                              events=tables["events"], gmv_models=a["gmv_models"],
+                                              purchase_models=a["purchase_models"], champion=a["champion"],
+                                              config=config, report=a["shadow_report"], decision=a["decision"])
     a["published"] = publish.python_func(registry=registry, run_date=SLICE_RUN_DATE, config=config,
                                          champion=a["champion"], snapshot=tables["snapshot"], codebook=a["codebook"],
                                          gmv_models=a["gmv_models"], purchase_models=a["purchase_models"],
-                                         evaluation=a["evaluation"], metrics=a["metrics"])
+                                         evaluation=a["evaluation"], metrics=a["metrics"], decision=a["decision"])
     return a
 
 
@@ -93,13 +100,22 @@ def test_publish_then_champion_codebook_reused_and_weights_copied(tmp_path, tabl
     again = publish.python_func(registry=reg.root, run_date=SLICE_RUN_DATE, config=SLICE_CONFIG,
                                 champion=first["champion"], snapshot=tables["snapshot"], codebook=first["codebook"],
                                 gmv_models=first["gmv_models"], purchase_models=first["purchase_models"],
-                                evaluation=first["evaluation"], metrics=first["metrics"])
+                                evaluation=first["evaluation"], metrics=first["metrics"], decision=first["decision"])
     assert again == v1 and reg.versions() == [v1]
-    reg.promote(v1, expected_current=None)
+    # the shadow decision is data in the manifest, blessed or not
+    assert manifest["decision"]["verdict"] in ("blessed", "not blessed") and manifest["decision"]["reasons"]
+    assert manifest["decision"]["baseline"]["name"].startswith("WLR")
+    assert promote.python_func(registry=reg.root, version=v1, champion=first["champion"]) == v1
+    assert promote.python_func(registry=reg.root, version=v1, champion=first["champion"]) == v1  # idempotent
+    assert [e["version"] for e in reg.history()] == [v1]
 
     second = _day(tmp_path / "second", tables, registry=reg.root, rebuild="false")
     assert second["version"] == v1 and second["reused"] is True
     assert open(second["codebook"].path).read() == open(first["codebook"].path).read()
+    # a run that resolved "no champion" must not overwrite the promotion made since
+    from quantrec.registry import PromotionConflict
+    with pytest.raises(PromotionConflict, match="not the expected None"):
+        promote.python_func(registry=reg.root, version=second["published"], champion=first["champion"])
     gm = second["gmv_models"].metadata["models"]
     for name in ("rqreg", "wlr"):
         assert gm[name]["warm_start_from"] == v1
