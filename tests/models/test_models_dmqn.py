@@ -285,3 +285,33 @@ def test_fit_rejects_missing_inputs(world):
         DMQNModel(_tiny()).fit(tr.drop(columns=[S.LABEL]), tr, ModelInputs(events=events))
     with pytest.raises(Exception, match="unit_price"):
         DMQNModel(_tiny()).fit(tr, tr, ModelInputs(events=events.drop(columns=[S.UNIT_PRICE])))
+
+
+# ---- real data ------------------------------------------------------------------------------
+def test_real_slice_codebooks_are_used_and_auc_beats_chance(real_lines):
+    """Online Retail II, run 2010-04-01: 20 days of purchase requests (~800), 2 epochs.
+    Every codebook keeps using its codewords (perplexity > W / 3: no collapse) and the
+    val AUC clears chance by a margin (on this early slice the users' own repeat count
+    ui_lines reaches ~0.58 and item popularity ~0.57)."""
+    from quantrec.data.tasks import TaskConfig, build_task_tables
+    from quantrec.data.windows import WindowConfig, compute_windows
+    run = pd.Timestamp("2010-04-01")
+    lines = real_lines[real_lines[S.DAY] < run].reset_index(drop=True)
+    wc = WindowConfig(eval_days=1, val_days=5, train_days=20)
+    tables = build_task_tables(lines, compute_windows(lines[S.DAY], run, wc),
+                               TaskConfig(windows=wc, purchase_train_days=20)).tables
+    p = tables["purchase"]
+    tr, va = (p[p[S.SPLIT] == s].reset_index(drop=True) for s in ("train", "val"))
+    cfg = DMQNConfig.small(item_dim=16, d_model=16, code_dim=8, codewords=16, hstu_blocks=1, hstu_attn_dim=8,
+                           hstu_linear_dim=8, mlp_hidden=32,
+                           train=TrainConfig(epochs=2, batch_size=16, lr=5e-3, progress=False, seed=0))
+    m = DMQNModel(cfg)
+    res = m.fit(tr, va, ModelInputs(events=tables["events"]))
+    d = m.diagnostics()
+    assert all(ppl > cfg.codewords / 3 for ppl in d["codeword_perplexity"]), d["codeword_perplexity"]
+    assert all(h["perplexity_min"] > cfg.codewords / 3 for h in res.history)
+    assert 0.05 < d["ctam_attention_entropy"] <= 1.0            # no attention collapse
+    from quantrec.evaluation.metrics import auc
+    p_val = m.predict(va, ModelInputs(events=tables["events"]))
+    assert auc(va[S.LABEL], p_val) > 0.53
+    assert m.state["history"]["max"] > 1000                     # whole histories, uncapped
