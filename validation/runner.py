@@ -21,42 +21,12 @@ from quantrec.data import schema as S
 from quantrec.data.clean import clean_transactions
 from quantrec.data.load import DataError, load_transactions
 from quantrec.data.spec import SpecError, load_spec, resolve_data_url
-from quantrec.data.windows import WindowConfig, WindowError, compute_windows
+from quantrec.data.windows import WindowConfig, WindowError, compute_windows, parse_run_date
 from quantrec.redact import redact, redact_exception
 from validation.result import ValidationResult
 from validation.transactions import daily_row_counts, validate_transactions_with_drift
 
 log = logging.getLogger(__name__)
-
-
-def parse_run_day(value: Any) -> pd.Timestamp:
-    """The run date as a naive midnight timestamp; WindowError (a ValueError) when it is not one.
-
-    A run date is a calendar day on the data's clock (naive, or UTC for tz-aware data,
-    see ``load.to_canonical``). Accepted: ``YYYY-MM-DD`` (a time of day is dropped)
-    and UTC timestamps (``...Z`` / ``+00:00``, what a KFP schedule passes). Refused
-    with a clear message: empty values, non-dates, and timestamps with another UTC
-    offset (``2011-12-10T00:00:00+05:00`` is 2011-12-09 19:00 UTC: which day was
-    meant is ambiguous, so the user says it).
-    """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise WindowError(f"run_date is empty ({value!r}): pass the day to run for as YYYY-MM-DD")
-    if not isinstance(value, (str, pd.Timestamp)):
-        raise WindowError(f"run_date {value!r} is a {type(value).__name__}, not a date (expected YYYY-MM-DD)")
-    try:
-        ts = pd.Timestamp(value.strip() if isinstance(value, str) else value)
-    except (ValueError, TypeError, OverflowError):
-        raise WindowError(f"run_date {value!r} is not a date (expected YYYY-MM-DD)") from None
-    if pd.isna(ts):
-        raise WindowError(f"run_date {value!r} is not a date (expected YYYY-MM-DD)")
-    if ts.tzinfo is not None:
-        offset = ts.utcoffset()
-        if offset is not None and offset != pd.Timedelta(0):
-            raise WindowError(
-                f"run_date {value!r} carries the UTC offset {ts.strftime('%z')}: a run date is a "
-                "calendar day of the data's clock; pass YYYY-MM-DD (or a UTC time ending in Z)")
-        ts = ts.tz_localize(None)
-    return ts.normalize()
 
 
 def run_validation(run_date: str, data: str | None = None, spec_path: str | None = None,
@@ -81,7 +51,7 @@ def run_validation(run_date: str, data: str | None = None, spec_path: str | None
         return done(ValidationResult.from_error(shown_date, message, **ctx))
 
     try:
-        day = parse_run_day(run_date)
+        day = parse_run_date(run_date)
         shown_date = str(day.date())
         spec = load_spec(spec_path)
         ctx["spec_name"] = spec.name

@@ -11,6 +11,7 @@ A backtest is the same run with D in the past.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,11 +57,34 @@ class Windows:
         return {k: str(pd.Timestamp(v).date()) for k, v in asdict(self).items()}
 
 
-def parse_run_date(value: str | pd.Timestamp) -> pd.Timestamp:
+def parse_run_date(value: Any) -> pd.Timestamp:
+    """The run date as a naive midnight timestamp; WindowError (a ValueError) when it is not one.
+
+    A run date is a calendar day on the data's clock (naive, or UTC for tz-aware data,
+    see ``load.to_canonical``). Accepted: ``YYYY-MM-DD`` (a time of day is dropped)
+    and UTC timestamps (``...Z`` / ``+00:00``, what a KFP schedule passes). Refused
+    with a clear message: empty values, non-dates, and timestamps with another UTC
+    offset (``2011-12-10T00:00:00+05:00`` is 2011-12-09 19:00 UTC: which day was
+    meant is ambiguous, so the user says it).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise WindowError(f"run_date is empty ({value!r}): pass the day to run for as YYYY-MM-DD")
+    if not isinstance(value, (str, pd.Timestamp)):
+        raise WindowError(f"run_date {value!r} is a {type(value).__name__}, not a date (expected YYYY-MM-DD)")
     try:
-        return pd.Timestamp(value).normalize()
-    except (ValueError, TypeError):
+        ts = pd.Timestamp(value.strip() if isinstance(value, str) else value)
+    except (ValueError, TypeError, OverflowError):
         raise WindowError(f"run_date {value!r} is not a date (expected YYYY-MM-DD)") from None
+    if pd.isna(ts):
+        raise WindowError(f"run_date {value!r} is not a date (expected YYYY-MM-DD)")
+    if ts.tzinfo is not None:
+        offset = ts.utcoffset()
+        if offset is not None and offset != pd.Timedelta(0):
+            raise WindowError(
+                f"run_date {value!r} carries the UTC offset {ts.strftime('%z')}: a run date is a "
+                "calendar day of the data's clock; pass YYYY-MM-DD (or a UTC time ending in Z)")
+        ts = ts.tz_localize(None)
+    return ts.normalize()
 
 
 def compute_windows(trading_days: pd.Series | np.ndarray, run_date: str | pd.Timestamp,

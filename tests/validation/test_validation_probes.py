@@ -18,7 +18,8 @@ import yaml
 
 from quantrec.data.spec import default_spec_path
 from quantrec.data.windows import WindowConfig
-from validation.runner import parse_run_day, run_validation
+from quantrec.data.windows import parse_run_date
+from validation.runner import run_validation
 
 MID_DAY = pd.Timestamp("2011-02-01")  # a Tuesday in the train window, 25 trading days in
 
@@ -229,8 +230,8 @@ def test_s8_bad_run_dates(raw, write, value, fragment):
 
 
 def test_s8_a_utc_run_date_is_its_utc_day(raw, write):
-    assert parse_run_day("2011-02-22T00:00:00Z") == pd.Timestamp("2011-02-22")
-    assert parse_run_day("2011-02-22T23:30:00+00:00") == pd.Timestamp("2011-02-22")
+    assert parse_run_date("2011-02-22T00:00:00Z") == pd.Timestamp("2011-02-22")
+    assert parse_run_date("2011-02-22T23:30:00+00:00") == pd.Timestamp("2011-02-22")
     res = run_validation("2011-02-22T00:00:00Z", data=write(raw))
     assert res.passed and res.run_date == "2011-02-22"
 
