@@ -13,7 +13,6 @@ import logging
 import re
 import time
 import traceback
-from typing import Any
 
 import pandas as pd
 
