@@ -79,8 +79,9 @@ class RelativeBias(nn.Module):
         self.pos_w = nn.Parameter(torch.randn(2 * cfg.max_len - 1) * 0.02)   # (2M-1,)
         self.time_w = nn.Parameter(torch.randn(cfg.time_buckets + 1) * 0.02)  # (T+1,)
 
-    def forward(self, ts: torch.Tensor | None, length: int) -> torch.Tensor:
-        """ts (B, L) int64 seconds or None -> bias broadcastable to (B, L, L)."""
+    def forward(self, ts: torch.Tensor | None, length: int, buckets: torch.Tensor | None = None) -> torch.Tensor:
+        """ts (B, L) int64 seconds or None -> bias broadcastable to (B, L, L).
+        ``buckets`` (B, L, L): precomputed ``time_gap_buckets(ts)`` (shared by a stack)."""
         cfg = self.cfg
         if length > cfg.max_len:
             raise ValueError(f"sequence length {length} exceeds HSTUConfig.max_len {cfg.max_len}")
@@ -90,7 +91,9 @@ class RelativeBias(nn.Module):
             rel = pos[None, :] - pos[:, None] + cfg.max_len - 1                   # (L, L): j - i
             bias = bias + self.pos_w[rel][None]
         if cfg.use_time_bias and ts is not None:
-            bias = bias + self.time_w[time_gap_buckets(ts, cfg.time_buckets, cfg.time_log_base)]
+            if buckets is None:
+                buckets = time_gap_buckets(ts, cfg.time_buckets, cfg.time_log_base)
+            bias = bias + self.time_w[buckets]
         return bias                                                               # (B|1, L, L)
 
 
@@ -110,7 +113,8 @@ class HSTUBlock(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.last_attention: torch.Tensor | None = None   # (B, H, L, L) of the last call, detached
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor, ts: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: torch.Tensor, ts: torch.Tensor | None = None,
+                buckets: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.cfg
         B, L, _ = x.shape
         H, da, dv = cfg.n_heads, cfg.attn_dim, cfg.linear_dim
@@ -119,7 +123,7 @@ class HSTUBlock(nn.Module):
         q = q.reshape(B, L, H, da)
         k = k.reshape(B, L, H, da)
         scores = torch.einsum("bihd,bjhd->bhij", q, k)                             # (B, H, L, L)
-        scores = scores + self.bias(ts, L)[:, None]                                # + rab
+        scores = scores + self.bias(ts, L, buckets)[:, None]                       # + rab
         mask = valid[:, None, :, None] & valid[:, None, None, :]                   # (B, 1, L, L)
         if cfg.causal:
             mask = mask & torch.ones(L, L, dtype=torch.bool, device=x.device).tril()
@@ -141,8 +145,11 @@ class HSTUStack(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.eps)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor, ts: torch.Tensor | None = None) -> torch.Tensor:
+        cfg = self.blocks[0].cfg if len(self.blocks) else None
+        buckets = (time_gap_buckets(ts, cfg.time_buckets, cfg.time_log_base)
+                   if cfg is not None and ts is not None and cfg.use_time_bias else None)   # once per stack
         for block in self.blocks:
-            x = block(x, valid, ts)
+            x = block(x, valid, ts, buckets)
         return self.norm(x) * valid[..., None].to(x.dtype)                         # (B, L, d)
 
 
