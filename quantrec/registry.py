@@ -124,7 +124,9 @@ class Registry:
         if not root:
             raise RegistryError("no registry URL given")
         self.root = root
-        self.fs, self._root_path = fsspec.core.url_to_fs(root, **storage_options)
+        from quantrec.storage import storage_options as resolve_options
+        opts = storage_options or resolve_options(root)  # gs:// credentials checked up front
+        self.fs, self._root_path = fsspec.core.url_to_fs(root, **opts)
         marker = self._p(MARKER)
         if self.fs.exists(marker):
             info = self._read_json(marker)

@@ -12,7 +12,7 @@ from quantrec.data.spec import repo_root
 # lower number = lower layer; a module may import its own layer or below, never above
 LAYERS = {
     "quantrec.data": 0, "quantrec.dataclass_io": 0, "quantrec.redact": 0, "quantrec.reports": 0,
-    "quantrec.registry": 0,
+    "quantrec.registry": 0, "quantrec.storage": 0,
     "quantrec.codebook": 1, "quantrec.evaluation": 1, "quantrec.training": 1,
     "quantrec.models": 2, "quantrec.shadow": 2, "quantrec.serving": 2,
     "quantrec.config": 3,

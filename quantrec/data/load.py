@@ -10,7 +10,6 @@ are redacted (``quantrec.redact``): credentials in a URL never reach a report.
 
 from __future__ import annotations
 
-import os
 import socket
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 from quantrec.data import schema
 from quantrec.data.spec import UCI_HINT, DatasetSpec, default_spec_path
 from quantrec.redact import redact
+from quantrec.storage import StorageError, storage_options
 
 MAX_FUTURE_EXAMPLES = 3
 
@@ -83,37 +83,11 @@ def _read_csv(f, url: str, **kwargs) -> pd.DataFrame:
 
 
 def _storage_options(url: str) -> dict:
-    """fsspec options per protocol; for gs:// resolve credentials up front.
-
-    gcsfs falls back to anonymous access and retries for a long time when no
-    credentials exist; we check first and fail with a clear message instead.
-    """
-    if not url.startswith(("gs://", "gcs://")):
-        return {}
-    token = os.environ.get("QUANTREC_GCS_TOKEN")  # e.g. "anon" for public buckets
-    if token:
-        return {"token": token}
-    import google.auth
-    import google.auth.exceptions
-
-    env = dict(os.environ)
-    # Outside a Kubernetes pod the GCE metadata probe only burns ~18 s: skip it there.
-    # Inside one (a KFP cluster) it is how workload identity provides credentials.
-    if "KUBERNETES_SERVICE_HOST" not in env:
-        os.environ.setdefault("NO_GCE_CHECK", "true")
+    """``quantrec.storage.storage_options`` with its error as a DataError."""
     try:
-        google.auth.default()
-    except google.auth.exceptions.DefaultCredentialsError:
-        raise DataError(
-            f"cannot read {url}: no Google Cloud credentials found. Set "
-            "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, run "
-            "`gcloud auth application-default login`, or set QUANTREC_GCS_TOKEN=anon "
-            "for a public bucket."
-        ) from None
-    finally:
-        if "NO_GCE_CHECK" not in env:
-            os.environ.pop("NO_GCE_CHECK", None)
-    return {}
+        return storage_options(url)
+    except StorageError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _read_raw(url: str, spec: DatasetSpec) -> pd.DataFrame:

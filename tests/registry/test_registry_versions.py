@@ -143,3 +143,15 @@ def test_recommendations_latest_before_a_day(tmp_path):
     reg.record_recommendation("2011-11-08", {"action": "rebuild"})
     assert reg.latest_recommendation()["action"] == "rebuild"
     assert reg.latest_recommendation(before="2011-11-08")["action"] == "keep"
+
+
+def test_gs_registry_without_credentials_fails_at_once_with_one_clear_line(monkeypatch, tmp_path):
+    import time
+    monkeypatch.delenv("QUANTREC_GCS_TOKEN", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no gcloud application-default credentials either
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="no Google Cloud credentials found"):
+        Registry("gs://some-bucket/registry")
+    assert time.perf_counter() - t0 < 10
