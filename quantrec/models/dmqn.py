@@ -463,6 +463,7 @@ class DMQNModel:
     """
 
     name: ClassVar[str] = "dmqn"
+    display_name: ClassVar[str] = "DMQN"
     config_cls: ClassVar[type] = DMQNConfig
     output: ClassVar[str] = "probability"
     needs: ClassVar[frozenset[str]] = frozenset({"events"})
