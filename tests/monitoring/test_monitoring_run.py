@@ -60,7 +60,7 @@ def test_repriced_shop_recommends_a_rebuild(tmp_path, shifted_lines, shifted_boo
     assert rec["codebook_id"] is None          # an object was monitored, not a registry file
     assert any("rebuild would lower" in r for r in rec["reasons"])
     fired = {r["rule"] for r in rec["rules"] if r["fired"]}
-    assert {"occupancy_js", "drift:unit_price", "top_price_point_tv"} <= fired    # the context agrees
+    assert {"recon_ratio", "drift:unit_price", "drift:log_gmv"} <= fired    # the context agrees
     assert "REBUILD the codebook" in page and "<iframe" not in page
 
 
