@@ -173,3 +173,46 @@ def test_dict_and_its_provider_train_identically(tmp_path):
         out.append(model.state_dict())
     for k in out[0]:
         assert torch.equal(out[0][k], out[1][k])
+
+
+# ---- the LR schedule (trainer option added with the providers; lives here because
+# ---- tests/training/test_training_trainer.py is kept unchanged) ---------------------------
+def test_cosine_schedule_values_and_unknown_schedule():
+    from quantrec.training.trainer import lr_at
+    cfg = TrainConfig(epochs=2, lr=1.0, lr_schedule="cosine", min_lr_ratio=0.1)
+    assert lr_at(cfg, 0, 0, 5) == pytest.approx(1.0)
+    assert lr_at(cfg, 1, 4, 5) == pytest.approx(0.1)                  # last step: the floor
+    assert lr_at(cfg, 1, 0, 5) == pytest.approx(0.1 + 0.45 * (1 + np.cos(np.pi * 5 / 9)))
+    steps = [lr_at(cfg, e, s, 5) for e in range(2) for s in range(5)]
+    assert all(a >= b for a, b in zip(steps, steps[1:]))              # monotone decay
+    assert lr_at(TrainConfig(lr=0.3), 7, 3, 5) == 0.3                 # constant = unchanged
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train(nn.Linear(1, 1), None, {"x": torch.zeros(2)}, None,
+              TrainConfig(lr_schedule="warp", progress=False), "/nonexistent", None)
+
+
+def test_resumed_cosine_run_equals_uninterrupted(tmp_path):
+    hist = _histories()
+    unit, rows = _rows(hist.n)
+    prov = RequestBatches(hist, unit, rows)
+    cfg = _cfg(lr_schedule="cosine", min_lr_ratio=0.01)
+    torch.manual_seed(0)
+    ref = HistNet()
+    init = {k: v.clone() for k, v in ref.state_dict().items()}
+    res_ref = train(ref, _step, prov, prov, cfg, str(tmp_path / "a"), _val)
+    assert res_ref.history[0]["lr"] > res_ref.history[-1]["lr"] == pytest.approx(cfg.lr * 0.01)
+
+    def flaky(model, batch, ctx):
+        if ctx.epoch == 1 and ctx.step == 2:
+            raise KeyboardInterrupt("simulated preemption")
+        return _step(model, batch, ctx)
+
+    m = HistNet()
+    m.load_state_dict(init)
+    with pytest.raises(KeyboardInterrupt):
+        train(m, flaky, prov, prov, cfg, str(tmp_path / "b"), _val)
+    m2 = HistNet()
+    res = train(m2, _step, prov, prov, cfg, str(tmp_path / "b"), _val)
+    assert [h["lr"] for h in res.history] == pytest.approx([h["lr"] for h in res_ref.history])
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(m2.state_dict()[k], v, rtol=0, atol=1e-6)
