@@ -118,6 +118,15 @@ def load_lines(run_date: pd.Timestamp, data: str | None = None, spec: Any = None
     return lines, spec
 
 
+def _days(lines: pd.DataFrame) -> pd.Series:
+    """The day of each line (DAY, or TS normalised when the frame has no DAY column)."""
+    if S.DAY in lines.columns:
+        return pd.to_datetime(lines[S.DAY])
+    if S.TS in lines.columns:
+        return pd.to_datetime(lines[S.TS]).dt.normalize()
+    raise ValueError(f"lines have neither a {S.DAY!r} nor a {S.TS!r} column")
+
+
 def current_window(lines: pd.DataFrame, run_date: Any, config: MonitorConfig = MonitorConfig(),
                    ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The lines of the last ``config.current_days`` trading days before run_date.
@@ -128,7 +137,7 @@ def current_window(lines: pd.DataFrame, run_date: Any, config: MonitorConfig = M
     ``max_staleness_days`` before run_date. InsufficientData: < ``min_current_lines``.
     """
     d = pd.Timestamp(run_date).normalize()
-    day = pd.to_datetime(lines[S.DAY]) if S.DAY in lines.columns else pd.to_datetime(lines[S.TS]).dt.normalize()
+    day = _days(lines)
     before = (day < d).to_numpy()
     if not before.any():
         raise EmptyWindow(f"no purchase lines before {d.date()}: the current window is empty"
@@ -183,7 +192,8 @@ def evaluate(run_date: Any, codebook: Any, lines: pd.DataFrame, data_fingerprint
     metrics = {"rebuild_gain": candidate.gain, "candidate_mae": candidate.mae_candidate,
                "kept_mae": candidate.mae_kept, **health.metrics(), **{f"drift_{r.column}": r.value for r in drift}}
     rules = evaluate_rules(metrics, drift, config, notes={"rebuild_gain": candidate.note})
-    context = {"run_date": str(d.date()), "current_window": info, "data_fingerprint": data_fingerprint,
+    context = {"run_date": str(d.date()), "codebook_id": _codebook_id(codebook), "current_window": info,
+               "data_fingerprint": data_fingerprint,
                "codebook": {"fit_window": list(prov.fit_window), "data_fingerprint": prov.data_fingerprint,
                             "digest": prov.codebook_digest, "n_train": prov.sketch.n, "layers": int(book.layers),
                             "size": int(book.size), "clip": float(book.transform.clip)},
@@ -201,7 +211,7 @@ def _candidate(y_cur: np.ndarray, book: Any, prov: Any, lines: pd.DataFrame, cur
     from monitoring.health import candidate_gain
     length = pd.Timestamp(prov.fit_window[1]) - pd.Timestamp(prov.fit_window[0])
     start = cur_start - length
-    day = pd.to_datetime(lines[S.DAY])
+    day = _days(lines)
     m = ((day >= start) & (day < cur_start)).to_numpy()
     return candidate_gain(y_cur, book, prov, lines.loc[m, S.VALUE].to_numpy(np.float64),
                           (str(start.date()), str(cur_start.date())), config.health.candidate_min_lines)
@@ -261,7 +271,6 @@ def run_monitor(run_date: Any, codebook: Any, *, data: str | None = None, spec: 
                 raise EmptyWindow(f"no purchase lines given: the current window before {d.date()} is empty")
         fp = data_fingerprint or dataset_fingerprint(spec, lines)
         outcome = evaluate(d, codebook, lines, fp, cfg)
-        outcome.recommendation.context["codebook_id"] = _codebook_id(codebook)
     except (ValueError, OSError) as exc:  # bad input (MonitorError, DataError, SpecError, ...)
         outcome = MonitorOutcome(recommendation=error_recommendation(exc, cfg, context))
     except Exception as exc:  # a bug: still leave an alert and a page behind, then raise

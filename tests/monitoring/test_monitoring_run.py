@@ -159,3 +159,17 @@ def test_real_data_gives_a_verdict(tmp_path, real_lines, default_spec):
     synthetic = fit_codebook(__import__("monitoring_synth").make_lines(n_days=80), day(0), day(70))
     res = run_monitor("2011-08-15", synthetic, lines=real_lines, spec=default_spec, out_dir=str(tmp_path / "x"))
     assert res.exit_code == EXIT_ERROR and res.recommendation.error["type"] == "CodebookMismatch"
+
+
+def test_current_window_counts_trading_days(stable_lines):
+    """The last 7 TRADING days: the synthetic shop never trades on Saturdays, so the
+    window spans 8 calendar days; a frame with timestamps only gives the same window."""
+    from monitoring.config import MonitorConfig
+    from monitoring.run import current_window
+    win, info = current_window(stable_lines, RUN, MonitorConfig())
+    days = sorted(win[S.DAY].unique())
+    assert len(days) == 7 and info["trading_days"] == 7 and str(pd.Timestamp(days[-1]).date()) == day(199)
+    assert (pd.Timestamp(RUN) - pd.Timestamp(days[0])).days == 8
+    assert info["start"] == str(pd.Timestamp(days[0]).date()) and info["lines"] == len(win)
+    ts_only, _ = current_window(stable_lines.drop(columns=[S.DAY]), RUN, MonitorConfig())
+    assert len(ts_only) == len(win)
