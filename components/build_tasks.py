@@ -28,7 +28,7 @@ def build_tasks(snapshot: Input[Dataset], run_date: str, spec: str, config: dict
                                         table_report.path)
     for name, art in outs.items():
         attach(art, {"rows": summary["rows"][name], "windows": summary["windows"],
-                     "snapshot": snapshot.metadata.get("digest")})
+                     "snapshot": snapshot.metadata.get("digest"), "dataset_fingerprint": summary["dataset_fingerprint"]})
     for rule, count in summary["cleaning"]["removed"].items():
         cleaning.log_metric(f"removed/{rule}", count)
     cleaning.log_metric("rows_in", summary["cleaning"]["rows_in"])

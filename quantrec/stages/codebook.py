@@ -14,7 +14,9 @@ from typing import Any
 
 import fsspec
 import numpy as np
+import pandas as pd
 
+from quantrec.codebook.provenance import build_provenance
 from quantrec.config import RunConfig
 from quantrec.data import schema as S
 from quantrec.stages.champion import ChampionInfo
@@ -33,9 +35,12 @@ def _spec_of(book: Any) -> dict[str, Any]:
 
 
 def fit_codebook_stage(gmv_path: str, config: RunConfig, champion: ChampionInfo, codebook_path: str,
-                       report_html: str, report_json: str) -> dict[str, Any]:
+                       report_html: str, report_json: str, dataset_fingerprint: str) -> dict[str, Any]:
     """Fit (or reuse) the codebook and write it with its reconstruction report (GMV units).
 
+    A fitted codebook carries its provenance (fit window, ``dataset_fingerprint``, a
+    reference sketch of the training labels) for monitoring; a champion codebook of
+    another dataset (fingerprint mismatch) is never reused.
     Returns a flat summary: source ("fitted" | "reused" | "skipped"), reason, shape and
     the chosen codebook's errors on this run's training labels.
     """
@@ -58,7 +63,8 @@ def fit_codebook_stage(gmv_path: str, config: RunConfig, champion: ChampionInfo,
         raise ValueError(f"the daily models that share the GMV codebook ask for different ones: {specs}")
     owner = users[0]
     wanted = specs[owner]
-    y = train_val_frames(gmv_path, 0, label=S.VALUE)[0][S.VALUE].to_numpy(np.float64)  # every training label
+    train = train_val_frames(gmv_path, 0, label=S.VALUE)[0]
+    y = train[S.VALUE].to_numpy(np.float64)  # every training label
 
     chosen, source, reason = None, "fitted", champion.rebuild_reason
     if not champion.rebuild_codebook and champion.codebook:
@@ -68,10 +74,18 @@ def fit_codebook_stage(gmv_path: str, config: RunConfig, champion: ChampionInfo,
         elif _spec_of(book) != wanted:
             reason = (f"champion {champion.version}'s codebook {_spec_of(book)} differs from the configured "
                       f"{wanted}: rebuilt")
+        elif book.provenance is not None and book.provenance.data_fingerprint != dataset_fingerprint:
+            reason = (f"champion {champion.version}'s codebook was fitted on dataset "
+                      f"{book.provenance.data_fingerprint}, this run reads {dataset_fingerprint}: rebuilt")
         else:
             chosen, source = book, "reused"
     if chosen is None:
         chosen = models[owner].fit_target_codebook(y)
+        days = train[S.DAY]
+        chosen = chosen.with_provenance(build_provenance(
+            y, chosen, (days.min(), days.max() + pd.Timedelta(days=1)), dataset_fingerprint,
+            unit_price=train[S.UNIT_PRICE].to_numpy(np.float64), quantity=train[S.QUANTITY].to_numpy(np.float64),
+            extra={"fitted_by": owner}))
     codebooks = {f"RQ L={chosen.layers} K={chosen.size} ({source})": chosen}
     if config.codebook.compare_baselines and source == "fitted":
         tf = chosen.transform
@@ -87,4 +101,5 @@ def fit_codebook_stage(gmv_path: str, config: RunConfig, champion: ChampionInfo,
             "layers": int(chosen.layers), "size": int(chosen.size), "n_labels": int(y.size),
             "clip": chosen.transform.clip, "mae": first["overall"]["mae"], "mre": first["overall"]["mre"],
             "max_abs": first["overall"]["max_abs"], "tail_bucket": tail["bucket"], "tail_mae": tail["mae"],
-            "champion": champion.version}
+            "champion": champion.version, "dataset_fingerprint": dataset_fingerprint,
+            "fit_window": list(chosen.provenance.fit_window) if chosen.provenance else None}

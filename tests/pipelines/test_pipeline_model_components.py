@@ -225,3 +225,22 @@ def test_a_new_model_needs_only_a_class_and_a_config_entry(tmp_path, tables):
         assert manifest["roles"] == {"baseline": "wlr", "gmv": ["rqreg", "item_median"]}
     finally:
         MODELS.pop("item_median", None)
+
+
+def test_a_fitted_codebook_carries_provenance_and_another_dataset_never_reuses_it(tmp_path, tables):
+    reg = Registry(str(tmp_path / "registry"), create=True)
+    first = _day(tmp_path / "first", tables, registry=reg.root)
+    book = load_codebook(first["codebook"].path)
+    fingerprint = tables["gmv"].metadata["dataset_fingerprint"]
+    assert book.provenance is not None and book.provenance.data_fingerprint == fingerprint
+    assert book.provenance.fit_window[1] <= SLICE_RUN_DATE and book.provenance.sketch.n > 1000
+    reg.promote(first["published"])
+    other = Dataset(uri=tables["gmv"].uri, metadata={**tables["gmv"].metadata,
+                                                      "dataset_fingerprint": "another_shop:0123456789abcdef"})
+    champ = Artifact(uri=str(tmp_path / "champion.json"))
+    resolve_champion.python_func(registry=reg.root, run_date=SLICE_RUN_DATE, rebuild_codebook="false", champion=champ)
+    report = HTML(uri=str(tmp_path / "cb.html"))
+    reused = fit_codebook.python_func(gmv=other, champion=champ, config=SLICE_CONFIG,
+                                      codebook=Artifact(uri=str(tmp_path / "cb")), report=report,
+                                      reconstruction=Artifact(uri=str(tmp_path / "cb.json")))
+    assert reused is False and "was fitted on dataset" in report.metadata["reason"]
