@@ -78,13 +78,13 @@ def resolve_champion(registry: str, run_date: str, rebuild_codebook: str = "auto
         info.rebuild_reason = "rebuild_codebook=true"
         return info
     if choice == "auto":
+        from monitoring.recommend import rebuild_decision
         rec = reg.latest_recommendation(before=_next_day(run_date))
-        if rec and rec.get("action") == "rebuild" and _about(rec, champ.manifest.get("codebook_id"),
-                                                              info.codebook_fitted_on):
-            reasons = "; ".join(map(str, rec.get("reasons", []))) or "no reason given"
-            info.rebuild_reason = (f"monitoring recommended a rebuild on {rec['run_date']} "
-                                   f"(codebook fitted on {info.codebook_fitted_on}): {reasons}")
-            return info
+        if rec and _about(rec, champ.manifest.get("codebook_id"), info.codebook_fitted_on):
+            rebuild, why = rebuild_decision(rec, "auto")  # also: an error that calls for a rebuild
+            if rebuild:
+                info.rebuild_reason = f"{why} (codebook fitted on {info.codebook_fitted_on})"
+                return info
     info.rebuild_codebook = False
     info.rebuild_reason = f"reusing the codebook of champion {champ.name} (rebuild_codebook={choice})"
     return info

@@ -127,10 +127,12 @@ def test_publish_then_champion_codebook_reused_and_weights_copied(tmp_path, tabl
     assert resolve_champion.python_func(registry=reg.root, run_date=SLICE_RUN_DATE, rebuild_codebook="auto",
                                         champion=Artifact(uri=str(tmp_path / "c.json"))) == v1
     assert json.loads((tmp_path / "c.json").read_text())["rebuild_codebook"] is False
-    reg.record_recommendation(SLICE_RUN_DATE, {"action": "rebuild", "reasons": ["occupancy shift"],
-                                               "codebook_id": manifest["codebook_id"]})
+    from monitoring.recommend import Recommendation
+    advice = Recommendation("rebuild", ["rebuild gain 6% > 3%"],
+                            context={"run_date": SLICE_RUN_DATE, "codebook_id": manifest["codebook_id"]})
+    reg.record_recommendation(SLICE_RUN_DATE, advice.to_dict())
     third = _day(tmp_path / "third", tables, registry=reg.root, rebuild="auto")
-    assert third["reused"] is False and "monitoring recommended a rebuild" in third["cb_report"].metadata["reason"]
+    assert third["reused"] is False and "recommended a rebuild (rebuild gain 6% > 3%)" in third["cb_report"].metadata["reason"]
     gm3 = third["gmv_models"].metadata["models"]
     assert gm3["rqreg"]["warm_start_from"] is None and gm3["rqreg"]["warm_start_skipped"] == "the codebook was rebuilt"
     assert gm3["wlr"]["warm_start_from"] == v1 and gm3["wlr"]["warm_start_copied"] > 3
