@@ -141,6 +141,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from pipelines.local import run_pipeline_locally
+    from pipelines.monitoring import monitoring_pipeline
+    from pipelines.verdict import monitoring_verdict, print_progress
+    from quantrec.redact import redact
+
+    raw = _load_config(args.config)
+    from monitoring.config import MonitorConfig
+    MonitorConfig.from_dict(raw)  # a bad key fails here, before the run
+    date = args.date or _default_run_date(args.data, args.spec)
+    root = Path(args.pipeline_root or _default_root()).resolve()
+    registry = "" if args.codebook and not args.registry else (args.registry or str(root / "registry"))
+    if registry:
+        from quantrec.registry import Registry
+        Registry(registry)  # must exist: a typo must not look like "no champion"
+    print(f"quantrec: monitoring pipeline for run_date {date} (local KFP SubprocessRunner)")
+    run = run_pipeline_locally(monitoring_pipeline, {
+        "run_date": date, "data": args.data or "", "spec": args.spec or "", "registry": registry,
+        "codebook": args.codebook or "", "config": raw}, pipeline_root=root, label=f"monitor-{date}",
+        verbose=args.verbose, progress=print_progress)
+    code, lines = monitoring_verdict(run)
+    for line in lines:
+        print(redact(line))
+    return code
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipelines.compile import COMPILED_DIR, compile_all
     for path in compile_all(args.out or COMPILED_DIR):
@@ -236,6 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto: when monitoring recommended it (default); true: always; false: reuse the champion's")
     sp.add_argument("--verbose", action="store_true", help="show KFP's full log (it always goes to run.log)")
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("monitor", help="drift review of the GMV codebook; exit 0 keep, 3 rebuild, 1 error")
+    sp.add_argument("--data", help="transactions table: path, file:// or gs:// URL (default: the spec's path)")
+    sp.add_argument("--spec", help="dataset spec YAML (default: the embedded Online Retail II spec)")
+    sp.add_argument("--config", help="monitoring config (monitoring.config.MonitorConfig): inline JSON or a file")
+    sp.add_argument("--date", help="run date YYYY-MM-DD (default: the day after the data ends)")
+    sp.add_argument("--registry", help="model registry URL: its champion's codebook is judged and the "
+                                       "recommendation recorded (default: <pipeline root>/registry)")
+    sp.add_argument("--codebook", help="judge this codebook file instead of the champion's")
+    sp.add_argument("--pipeline-root", help="artifact folder (default: ./pipeline_root in the repo)")
+    sp.add_argument("--verbose", action="store_true", help="show KFP's full log (it always goes to run.log)")
+    sp.set_defaults(func=cmd_monitor)
 
     sp = sub.add_parser("compile", help="compile the pipelines to KFP YAML")
     sp.add_argument("--out", default=None, help="output folder (default: pipelines/compiled)")

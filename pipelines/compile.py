@@ -7,9 +7,10 @@ from pathlib import Path
 from kfp import compiler
 
 from pipelines.daily import daily_pipeline
+from pipelines.monitoring import monitoring_pipeline
 
 COMPILED_DIR = Path(__file__).parent / "compiled"
-PIPELINES = {"daily.yaml": daily_pipeline}
+PIPELINES = {"daily.yaml": daily_pipeline, "monitoring.yaml": monitoring_pipeline}
 
 
 def compile_all(out_dir: str | Path = COMPILED_DIR) -> list[Path]:

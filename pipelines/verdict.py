@@ -68,3 +68,24 @@ def daily_verdict(run: LocalRun) -> tuple[int, list[str]]:
     if run.log_path:
         lines.append(f"full log: {run.log_path}")
     return code, lines
+
+
+MONITOR_EXIT = {"keep": 0, "rebuild": 3, "error": 1}
+
+
+def monitoring_verdict(run: LocalRun) -> tuple[int, list[str]]:
+    """(exit code, summary lines) of a monitoring-pipeline run: 0 keep, 3 rebuild
+    recommended (alert), 1 error or a failed run (alert)."""
+    lines = [f"run folder: {run.run_dir}"]
+    action = run.parameter("monitor")
+    if action is None:
+        failed = run.failed_task
+        tail = " | ".join(t for t in (failed.tail if failed else []) if "Traceback" not in t)[-300:]
+        return 1, lines + [f"verdict: FAILED: the monitoring task did not finish: {tail or run.error}"]
+    meta = run.artifact_metadata("monitor", "recommendation")
+    lines.append(f"recommendation: {meta.get('summary', action)}")
+    lines.append(f"review page: {run.run_dir / 'monitor' / 'review'}")
+    lines.append(f"alert file: {run.run_dir / 'monitor' / 'alert'}")
+    if run.log_path:
+        lines.append(f"full log: {run.log_path}")
+    return MONITOR_EXIT.get(action, 1), lines

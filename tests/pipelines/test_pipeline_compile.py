@@ -58,3 +58,30 @@ def test_cli_compile_writes_the_checked_in_yaml(tmp_path):
     from pipelines.cli import main
     assert main(["compile", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "daily.yaml").read_text() == (COMPILED_DIR / "daily.yaml").read_text()
+
+
+def _tasks(spec: dict) -> dict:
+    """Every task of a compiled pipeline, nested condition sub-DAGs included."""
+    out = {}
+    for comp in [spec["root"], *spec.get("components", {}).values()]:
+        out.update(comp.get("dag", {}).get("tasks", {}))
+    return out
+
+
+def test_caching_is_off_where_a_task_reads_or_changes_the_outside_world():
+    daily = _tasks(yaml.safe_load((COMPILED_DIR / "daily.yaml").read_text()))
+    uncached = {n for n, t in daily.items() if not t.get("cachingOptions", {}).get("enableCache")}
+    # data URL, registry pointer, registry writes, champion moves: never from a cache
+    assert {"validate-data", "resolve-champion", "publish", "promote"} <= uncached
+    # pure functions of this run's artifacts may cache (their keys change with the data)
+    assert {"build-tasks", "fit-codebook", "train", "evaluate-offline", "shadow-compare"}.isdisjoint(uncached)
+    monitoring = _tasks(yaml.safe_load((COMPILED_DIR / "monitoring.yaml").read_text()))
+    assert set(monitoring) == {"monitor"} and not monitoring["monitor"].get("cachingOptions", {}).get("enableCache")
+
+
+def test_every_pipeline_parameter_is_documented_for_the_ui():
+    for name in PIPELINES:
+        spec = yaml.safe_load((COMPILED_DIR / name).read_text())
+        params = spec["root"]["inputDefinitions"]["parameters"]
+        undocumented = [p for p, d in params.items() if not d.get("description")]
+        assert undocumented == [], f"{name}: parameters without a description: {undocumented}"

@@ -4,6 +4,8 @@ python_func, on real-slice tables, without and with a champion in a registry."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
@@ -246,3 +248,27 @@ def test_a_fitted_codebook_carries_provenance_and_another_dataset_never_reuses_i
                                       codebook=Artifact(uri=str(tmp_path / "cb")), report=report,
                                       reconstruction=Artifact(uri=str(tmp_path / "cb.json")))
     assert reused is False and "was fitted on dataset" in report.metadata["reason"]
+
+
+def test_monitoring_pipeline_judges_the_champion_codebook_and_records_its_advice(tmp_path, tables, real_slice, capsys):
+    """`quantrec monitor` (the monitoring pipeline, run locally) on the real slice: a
+    verdict with its review page, the advice recorded in the registry; a registry without
+    a champion is an alert (exit 1), never a silent keep."""
+    from pipelines.cli import main
+    reg = Registry(str(tmp_path / "registry"), create=True)
+    args = ["monitor", "--date", SLICE_RUN_DATE, "--data", real_slice, "--registry", reg.root,
+            "--pipeline-root", str(tmp_path / "root")]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "recommendation: ERROR" in out and "no champion codebook" in out
+    first = _day(tmp_path / "first", tables, registry=reg.root)
+    reg.promote(first["published"])
+    code = main(args)
+    out = capsys.readouterr().out
+    assert code in (0, 3), out
+    assert ("recommendation: KEEP" if code == 0 else "recommendation: REBUILD") in out
+    review = Path(re.search(r"review page: (\S+)", out).group(1))
+    assert review.read_text().lower().startswith("<!doctype html") and ("KEEP" in review.read_text() or "REBUILD" in review.read_text())
+    advice = reg.latest_recommendation()
+    assert advice["action"] in ("keep", "rebuild") and advice["champion"] == first["published"]
+    assert advice["codebook_id"] == reg.get(first["published"]).manifest["codebook_id"]
