@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 from quantrec.data import schema as S
 from quantrec.data.sequences import (PRICE_BUCKETS, QTY_BUCKETS, EventLog, Histories, ItemIndex,
                                      Requests, build_histories, history_length_summary)
-from quantrec.dataclass_io import build_dataclass
+from quantrec.dataclass_io import ConfigError, build_dataclass
 from quantrec.evaluation.metrics import auc, logloss
 from quantrec.models.hstu import HSTUConfig, HSTUStack, attention_mass_entropy
 from quantrec.training import checkpoints as ck
@@ -123,6 +123,21 @@ class DMQNConfig:
     eval_requests: int = 64
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=6, batch_size=32, lr=1e-2, weight_decay=0.01, patience=2))
+
+    def __post_init__(self) -> None:
+        for key, low in (("min_count", 1), ("max_history", 0), ("max_train_requests", 0), ("item_dim", 1),
+                         ("d_model", 1), ("codebooks", 1), ("codewords", 2), ("code_dim", 1),
+                         ("chunk_len", 1), ("hstu_blocks", 0), ("hstu_heads", 1), ("hstu_attn_dim", 1),
+                         ("hstu_linear_dim", 1), ("time_buckets", 1), ("ctam_heads", 1), ("mlp_hidden", 2),
+                         ("eval_requests", 1)):
+            if getattr(self, key) < low:
+                raise ConfigError(key, f"must be at least {low}, got {getattr(self, key)}")
+        if self.d_model % self.ctam_heads:
+            raise ConfigError("ctam_heads", f"must divide d_model {self.d_model}, got {self.ctam_heads}")
+        if not 0 < self.tau_end <= self.tau_start:
+            raise ConfigError("tau_end", f"need 0 < tau_end <= tau_start, got {self.tau_end} / {self.tau_start}")
+        if self.gumbel_scale < 0 or self.diversity_weight < 0 or self.logit_scale <= 0:
+            raise ConfigError("logit_scale", "logit_scale > 0, gumbel_scale >= 0 and diversity_weight >= 0")
 
     @classmethod
     def small(cls, **kw: Any) -> "DMQNConfig":
@@ -192,7 +207,8 @@ def age_bucket(age_s: torch.Tensor, n: int = AGE_BUCKETS, log_base: float = 0.30
 
 
 class MCQM(nn.Module):
-    """Multi-codebook cluster quantization: events -> (B, C, d) clusters by recency."""
+    """Multi-codebook cluster quantisation: (request, item) pairs -> (B, C, d) clusters
+    in (codebook, codeword) order, with validity and last-event times."""
 
     def __init__(self, cfg: DMQNConfig) -> None:
         super().__init__()

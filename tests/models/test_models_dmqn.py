@@ -152,6 +152,13 @@ def test_config_presets_and_task():
     assert DMQNConfig.small(codewords=10).clusters == 40
     with pytest.raises(ValueError, match="purchase"):
         DMQNModel(DMQNConfig(task="gmv"))
+    from quantrec.dataclass_io import ConfigError, build_dataclass
+    with pytest.raises(ConfigError, match="codewords"):
+        DMQNConfig.small(codewords=1)
+    with pytest.raises(ConfigError, match="ctam_heads"):
+        DMQNConfig.small(d_model=30, ctam_heads=4)
+    with pytest.raises(ConfigError, match="max_history"):
+        build_dataclass(DMQNConfig, {"max_history": -5})
     assert DMQNModel.output == "probability" and DMQNModel.needs == frozenset({"events"})
 
 
