@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from quantrec.data import schema as S  # noqa: E402
 from quantrec.dataclass_io import build_dataclass  # noqa: E402
-from quantrec.evaluation.metrics import auc, logloss  # noqa: E402
-from quantrec.models.dmqn import DMQNConfig, DMQNModel, gauc  # noqa: E402
+from quantrec.evaluation.metrics import auc, gauc, logloss  # noqa: E402
+from quantrec.models.dmqn import DMQNConfig, DMQNModel  # noqa: E402
 
 
 class _Inputs:

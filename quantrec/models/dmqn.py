@@ -58,7 +58,7 @@ from quantrec.data import schema as S
 from quantrec.data.sequences import (PRICE_BUCKETS, QTY_BUCKETS, EventLog, Histories, ItemIndex,
                                      Requests, build_histories, history_length_summary)
 from quantrec.dataclass_io import ConfigError, build_dataclass
-from quantrec.evaluation.metrics import auc, logloss
+from quantrec.evaluation.metrics import logloss
 from quantrec.models.hstu import HSTUConfig, HSTUStack, attention_mass_entropy
 from quantrec.training import checkpoints as ck
 from quantrec.training.batching import Batch, RequestBatches
@@ -465,21 +465,6 @@ def ctam_entropy(attn: torch.Tensor) -> float:
     if not bool(keep.any()):
         return math.nan
     return float((ent[keep] / n[keep].log()).mean())
-
-
-def gauc(y01: Any, p: Any, groups: Any) -> float:
-    """Group AUC: AUC per group (request) weighted by its rows, over the groups that have
-    both labels (REFERENCE.md metrics; a local helper until metrics.py has one).
-    nan if no group has both labels."""
-    frame = pd.DataFrame({"y": np.asarray(y01, dtype=np.float64), "p": np.asarray(p, dtype=np.float64),
-                          "g": np.asarray(groups)})
-    num, den = 0.0, 0.0
-    for _, g in frame.groupby("g", sort=False):
-        if g["y"].nunique() < 2:
-            continue
-        num += auc(g["y"].to_numpy(), g["p"].to_numpy()) * len(g)
-        den += len(g)
-    return num / den if den else math.nan
 
 
 # ---- the model ---------------------------------------------------------------------------------

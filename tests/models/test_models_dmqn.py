@@ -12,7 +12,7 @@ import torch
 from quantrec.data import schema as S
 from quantrec.models.base import ModelInputs
 from quantrec.models.dmqn import (DMQNConfig, DMQNInputError, DMQNModel, DMQNNet, chunked_pool,
-                                  codebook_usage, ctam_entropy, gauc, pair_events, recency_order)
+                                  codebook_usage, ctam_entropy, pair_events, recency_order)
 from quantrec.training import checkpoints as ck
 from quantrec.training.trainer import StepContext, TrainConfig
 
@@ -135,14 +135,6 @@ def test_usage_and_entropy_detect_collapse():
     assert math.isnan(ctam_entropy(one_hot))             # a single slot: undefined, not 0/0
     peaked = torch.tensor([[[0.97, 0.01, 0.01, 0.01]]])
     assert ctam_entropy(peaked) < 0.15
-
-
-def test_gauc_weights_groups_by_rows_and_skips_one_class_groups():
-    y = [1, 0, 0, 1, 0, 1, 1]
-    p = [0.9, 0.1, 0.2, 0.3, 0.8, 0.5, 0.4]
-    g = ["a", "a", "a", "b", "b", "c", "c"]
-    # a: AUC 1 (3 rows), b: AUC 0 (2 rows), c: one class -> skipped
-    assert gauc(y, p, g) == pytest.approx(3 / 5)
 
 
 def test_config_presets_and_task():
