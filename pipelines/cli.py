@@ -120,7 +120,7 @@ def _registry_for_run(args: argparse.Namespace, root: Path) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipelines.daily import daily_pipeline
+    from pipelines.daily import local_daily_pipeline
     from pipelines.local import run_pipeline_locally
     from pipelines.verdict import daily_verdict, print_progress
     from quantrec.redact import redact
@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = Path(args.pipeline_root or _default_root()).resolve()
     registry = _registry_for_run(args, root)
     print(f"quantrec: daily pipeline for run_date {date} (local KFP SubprocessRunner)")
-    run = run_pipeline_locally(daily_pipeline, {
+    run = run_pipeline_locally(local_daily_pipeline, {
         "run_date": date, "data": args.data or "", "spec": args.spec or "", "config": raw,
         "registry": registry, "rebuild_codebook": args.rebuild_codebook,
         "checkpoints": str(root / "checkpoints")},
@@ -143,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from pipelines.local import run_pipeline_locally
-    from pipelines.monitoring import monitoring_pipeline
+    from pipelines.monitoring import local_monitoring_pipeline
     from pipelines.verdict import monitoring_verdict, print_progress
     from quantrec.redact import redact
 
@@ -157,7 +157,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         from quantrec.registry import Registry
         Registry(registry)  # must exist: a typo must not look like "no champion"
     print(f"quantrec: monitoring pipeline for run_date {date} (local KFP SubprocessRunner)")
-    run = run_pipeline_locally(monitoring_pipeline, {
+    run = run_pipeline_locally(local_monitoring_pipeline, {
         "run_date": date, "data": args.data or "", "spec": args.spec or "", "registry": registry,
         "codebook": args.codebook or "", "config": raw}, pipeline_root=root, label=f"monitor-{date}",
         verbose=args.verbose, progress=print_progress)

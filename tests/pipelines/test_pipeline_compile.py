@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -74,11 +75,12 @@ def test_caching_is_off_where_a_task_reads_or_changes_the_outside_world():
     daily = _tasks(yaml.safe_load((COMPILED_DIR / "daily.yaml").read_text()))
     uncached = {n for n, t in daily.items() if not t.get("cachingOptions", {}).get("enableCache")}
     # data URL, registry pointer, registry writes, champion moves: never from a cache
-    assert {"validate-data", "resolve-champion", "publish", "promote"} <= uncached
+    assert {"resolve-run-date", "validate-data", "resolve-champion", "publish", "promote"} <= uncached
     # pure functions of this run's artifacts may cache (their keys change with the data)
     assert {"build-tasks", "fit-codebook", "train", "evaluate-offline", "shadow-compare"}.isdisjoint(uncached)
     monitoring = _tasks(yaml.safe_load((COMPILED_DIR / "monitoring.yaml").read_text()))
-    assert set(monitoring) == {"monitor"} and not monitoring["monitor"].get("cachingOptions", {}).get("enableCache")
+    assert set(monitoring) == {"resolve-run-date", "monitor"}
+    assert not any(t.get("cachingOptions", {}).get("enableCache") for t in monitoring.values())
 
 
 def test_every_pipeline_parameter_is_documented_for_the_ui():
@@ -87,3 +89,32 @@ def test_every_pipeline_parameter_is_documented_for_the_ui():
         params = spec["root"]["inputDefinitions"]["parameters"]
         undocumented = [p for p, d in params.items() if not d.get("description")]
         assert undocumented == [], f"{name}: parameters without a description: {undocumented}"
+
+
+def test_a_scheduled_run_resolves_its_date_from_the_schedule_time():
+    """Compiled for a cluster: the first task reads KFP's schedule-time placeholder, and
+    every stage takes that task's output, so a recurring run needs no typed date."""
+    for name in PIPELINES:
+        spec = yaml.safe_load((COMPILED_DIR / name).read_text())
+        tasks = _tasks(spec)
+        first = tasks["resolve-run-date"]["inputs"]["parameters"]
+        assert first["schedule_time"]["runtimeValue"]["constant"] == "{{$.pipeline_job_schedule_time_utc}}"
+        assert first["run_date"]["componentInputParameter"] == "run_date"
+        assert "run_date" not in spec["root"]["inputDefinitions"]["parameters"] or \
+            spec["root"]["inputDefinitions"]["parameters"]["run_date"].get("defaultValue") == ""
+        for task_name, task in tasks.items():
+            param = task.get("inputs", {}).get("parameters", {}).get("run_date")
+            if task_name != "resolve-run-date" and param is not None:
+                assert "resolve-run-date" in json.dumps(param), f"{name}: {task_name} takes run_date elsewhere"
+
+
+def test_run_date_resolution():
+    import pytest
+    from quantrec.stages.run_date import resolve_run_date
+    assert resolve_run_date("2011-12-10", "2026-12-02T02:00:00Z") == ("2011-12-10", "given")
+    assert resolve_run_date("", "2026-12-02T02:00:00Z")[0] == "2026-12-02"
+    assert resolve_run_date("", "2026-12-02T23:30:00+00:00")[0] == "2026-12-02"
+    with pytest.raises(ValueError, match="no run date"):
+        resolve_run_date("", "")
+    with pytest.raises(ValueError, match="no run date"):
+        resolve_run_date("", "{{$.pipeline_job_schedule_time_utc}}")  # an unsubstituted placeholder
