@@ -11,6 +11,8 @@ of the same item (``ui_lines``), both from the purchase table's leakage-free fea
         [--json out.json]
 
 ``--quick``: the most recent 300 training requests, 1 epoch (a smoke run).
+``--serving``: after the first seed, time the cache path: ``user_states`` of every user
+with events as of the run date, the state size, and ``score`` per eval request.
 """
 
 from __future__ import annotations
@@ -68,7 +70,29 @@ def context_rows(purchase: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def run_one(purchase: pd.DataFrame, events: pd.DataFrame, cfg: DMQNConfig) -> dict:
+def serving_figures(model: DMQNModel, purchase: pd.DataFrame, events: pd.DataFrame, run_date: str) -> dict:
+    """Cache refresh (all users as of run_date) and scoring from cached states."""
+    users = np.unique(events[S.USER].astype(str).to_numpy())
+    t0 = time.time()
+    got, states = model.user_states(events, users, run_date, progress=True)
+    refresh_s = time.time() - t0
+    ev = purchase[purchase[S.SPLIT] == "eval"]
+    day = ev[S.DAY].max()
+    req = ev[ev[S.DAY] == day]
+    pos = pd.Series(np.arange(len(got)), index=got)
+    times = []
+    for _, rows in req.groupby(S.USER, sort=False):
+        st = states[int(pos[str(rows[S.USER].iloc[0])])]
+        t1 = time.perf_counter()
+        model.score(st, rows[S.ITEM].to_numpy())
+        times.append(time.perf_counter() - t1)
+    return {"users": int(len(got)), "refresh_s": refresh_s, "users_per_s": len(got) / refresh_s,
+            "state_shape": list(states.shape[1:]), "state_bytes": int(states[0].numel() * 4),
+            "score_ms_median": 1000 * float(np.median(times)), "score_ms_p95": 1000 * float(np.quantile(times, 0.95)),
+            "candidates_per_request_median": float(req.groupby(S.USER).size().median())}
+
+
+def run_one(purchase: pd.DataFrame, events: pd.DataFrame, cfg: DMQNConfig, serving_date: str | None = None) -> dict:
     split = {s: purchase[purchase[S.SPLIT] == s].reset_index(drop=True) for s in ("train", "val", "eval")}
     model = DMQNModel(cfg)
     t0 = time.time()
@@ -89,6 +113,8 @@ def run_one(purchase: pd.DataFrame, events: pd.DataFrame, cfg: DMQNConfig) -> di
     out["CTAM entropy"] = d["ctam_attention_entropy"]
     out["history"] = res.history
     out["diagnostics"] = d
+    if serving_date:
+        out["serving"] = serving_figures(model, purchase, events, serving_date)
     return out
 
 
@@ -100,6 +126,7 @@ def main() -> None:
     ap.add_argument("--preset", choices=("small", "paper"), default="small")
     ap.add_argument("--set", default="{}", help="JSON field overrides of DMQNConfig")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--serving", action="store_true", help="time user_states / score after the first seed")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -120,9 +147,9 @@ def main() -> None:
         raw["train"]["seed"] = seed
         raw["train"]["progress"] = False
         cfg = build_dataclass(DMQNConfig, raw)
-        r = run_one(purchase, events, cfg)
+        r = run_one(purchase, events, cfg, args.run_date if args.serving and not runs else None)
         runs.append(r)
-        print(json.dumps({k: v for k, v in r.items() if k not in ("history", "diagnostics")}), flush=True)
+        print(json.dumps({k: v for k, v in r.items() if k not in ("history", "diagnostics")}, default=float), flush=True)
 
     cols = ["seed", "epochs_run", "best_epoch", "s_per_epoch", "fit_s", "val AUC", "val GAUC", "val logloss",
             "eval AUC", "eval GAUC", "eval logloss", "perplexity min", "usage min", "clusters/user", "CTAM entropy"]
@@ -135,6 +162,8 @@ def main() -> None:
     print("\nmean / std over seeds")
     print(pd.DataFrame({"mean": num.mean(), "std": num.std(ddof=1) if len(num) > 1 else 0.0}).T
           .to_string(float_format=lambda x: f"{x:.4f}"))
+    if "serving" in runs[0]:
+        print("\nserving (seed %d): " % runs[0]["seed"] + json.dumps(runs[0]["serving"]))
     ctx = pd.DataFrame(context_rows(purchase))
     print("\ncontext (single features of the purchase table, not models)")
     print(ctx.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
