@@ -200,6 +200,19 @@ def test_scoring_from_saved_and_reloaded_states_equals_full_forward(fitted, worl
         m.score(reloaded, one_day[S.ITEM].to_numpy())
 
 
+def test_users_without_history_get_an_empty_state_and_finite_scores(fitted, world):
+    m, split = fitted
+    events, _ = world
+    users, st = m.user_states(events, ["nobody", "ghost"], "2011-03-01")   # a batch with 0 events
+    assert st.shape == (2, m.config.clusters, m.config.d_model + 1)
+    assert st[..., -1].sum() == 0 and torch.isfinite(st).all()
+    p = m.score(st[0], ["i1", "i2", "never-seen"])
+    assert np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
+    frame = split["val"].assign(**{S.USER: "nobody"})
+    np.testing.assert_allclose(m.predict(frame, ModelInputs(events=events)),
+                               m.score(st[0], frame[S.ITEM].to_numpy()), atol=1e-5)
+
+
 def test_save_load_roundtrip(fitted, world, tmp_path):
     m, split = fitted
     events, _ = world
