@@ -175,15 +175,19 @@ class Registry:
             finally:
                 os.unlink(tmp)
         if self.fs.protocol in ("gs", "gcs") or "gs" in self.fs.protocol:
+            # GCS: a write with ifGenerationMatch=0 succeeds only while no live object has
+            # that name (the object appears whole or not at all); gcsfs has no such write.
             from google.api_core.exceptions import PreconditionFailed
-            from google.cloud import storage
+            from quantrec.storage import gcs_client
             bucket, key = path.split("/", 1)
-            client = storage.Client(**({"project": self.fs.project} if getattr(self.fs, "project", None) else {}))
             try:
-                client.bucket(bucket).blob(key).upload_from_string(data, if_generation_match=0)
+                gcs_client(self.root).bucket(bucket).blob(key).upload_from_string(
+                    data, content_type="application/json", if_generation_match=0)
                 return True
             except PreconditionFailed:
                 return False
+            finally:  # written behind gcsfs's back: its cached listing of the folder is stale
+                self.fs.invalidate_cache(posixpath.dirname(path))
         raise RegistryError(f"registry at {redact(self.root)}: protocol {self.fs.protocol!r} has no "
                             "create-if-absent operation; use a local folder or gs://")
 
@@ -202,6 +206,7 @@ class Registry:
     def versions(self) -> list[str]:
         """Names of the complete versions (a manifest exists), sorted."""
         base = self._p("versions")
+        self.fs.invalidate_cache(base)  # other processes publish: never trust a cached listing
         if not self.fs.exists(base):
             return []
         names = [posixpath.basename(p.rstrip("/")) for p in self.fs.ls(base, detail=False)]
@@ -229,6 +234,7 @@ class Registry:
         digest = content_digest(artifacts)
         name = check_version_name(name or f"{run_date}-{digest[:10]}")
         dest = self._p("versions", name)
+        self.fs.invalidate_cache(dest)  # a concurrent publish of the same content may have finished
         if self.fs.exists(join(dest, MANIFEST)):
             existing = self.get(name)
             if existing.manifest.get("digest") == digest:
@@ -249,6 +255,7 @@ class Registry:
     def history(self) -> list[dict[str, Any]]:
         """Every promotion-log entry in order (seq 1, 2, ...)."""
         base = self._p("promotions")
+        self.fs.invalidate_cache(base)  # other processes append: never trust a cached listing
         if not self.fs.exists(base):
             return []
         entries = []
@@ -340,6 +347,7 @@ class Registry:
     def latest_recommendation(self, before: str | None = None) -> dict[str, Any] | None:
         """The newest recommendation (of a run_date < ``before`` when given), or None."""
         base = self._p("recommendations")
+        self.fs.invalidate_cache(base)
         if not self.fs.exists(base):
             return None
         days = sorted(posixpath.basename(p)[:-5] for p in self.fs.ls(base, detail=False) if p.endswith(".json"))

@@ -3,15 +3,24 @@
 Data loading and the registry both open URLs through fsspec; for ``gs://`` the
 credentials are checked up front: gcsfs otherwise falls back to anonymous access and
 retries for about a minute before a traceback that names no cause.
+
+A GCS emulator (``STORAGE_EMULATOR_HOST=http://127.0.0.1:PORT``, honoured by gcsfs and
+google-cloud-storage alike) needs no credentials: gs:// URLs then go to the emulator with
+anonymous access. The registry's create-if-absent write (``gcs_client``) goes through
+google-cloud-storage with ``if_generation_match=0``, built here from the same settings.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from quantrec.redact import redact
 
 GCS_TOKEN_ENV = "QUANTREC_GCS_TOKEN"
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+#: project name given to the google-cloud-storage client talking to an emulator
+EMULATOR_PROJECT = "quantrec-emulator"
 
 
 class StorageError(ValueError):
@@ -21,13 +30,41 @@ class StorageError(ValueError):
         super().__init__(redact(message))
 
 
+def is_gcs(url: str) -> bool:
+    return url.startswith(("gs://", "gcs://"))
+
+
+def gcs_emulator() -> str | None:
+    """The GCS emulator endpoint of $STORAGE_EMULATOR_HOST, or None (real GCS)."""
+    host = os.environ.get(EMULATOR_ENV, "")
+    return None if host in ("", "default") else host
+
+
+def _plain_gcsfs_for_emulator() -> None:
+    """gcsfs >= 2026.10 swaps in an 'extended' GCSFileSystem that asks the Storage Control
+    gRPC API for every bucket's layout; an emulator has no such API: the call times out
+    after 60 s and, not being cached, is repeated on every operation. With an emulator
+    use the plain class, here and (through the env switch gcsfs reads at import) in the
+    pipeline's task subprocesses."""
+    import fsspec
+    from gcsfs.core import GCSFileSystem
+
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    for protocol in ("gs", "gcs"):
+        fsspec.register_implementation(protocol, GCSFileSystem, clobber=True)
+
+
 def storage_options(url: str) -> dict:
     """fsspec storage options for ``url``: ``{}`` for local and other protocols; for
     gs:// the token of $QUANTREC_GCS_TOKEN ("anon" for public buckets) or the Google
-    application-default credentials, which must exist (StorageError otherwise)."""
-    if not url.startswith(("gs://", "gcs://")):
+    application-default credentials, which must exist (StorageError otherwise); with a
+    GCS emulator ($STORAGE_EMULATOR_HOST) anonymous access unless a token is set."""
+    if not is_gcs(url):
         return {}
     token = os.environ.get(GCS_TOKEN_ENV)
+    if gcs_emulator():
+        _plain_gcsfs_for_emulator()
+        return {"token": token or "anon"}
     if token:
         return {"token": token}
     import google.auth
@@ -50,3 +87,27 @@ def storage_options(url: str) -> dict:
         if "NO_GCE_CHECK" not in env:
             os.environ.pop("NO_GCE_CHECK", None)
     return {}
+
+
+def gcs_client(url: str) -> Any:
+    """A ``google.cloud.storage.Client`` with the credentials ``storage_options(url)``
+    gives gcsfs: the emulator's anonymous client, a key file named by
+    $QUANTREC_GCS_TOKEN, or the application-default credentials. Used where gcsfs has
+    no equivalent (generation preconditions). Anonymous access to real GCS cannot
+    write: StorageError."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    if gcs_emulator():
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", EMULATOR_PROJECT),
+                              credentials=AnonymousCredentials())
+    storage_options(url)  # the same up-front credential check (and message) as gcsfs gets
+    token = os.environ.get(GCS_TOKEN_ENV)
+    if token == "anon":
+        raise StorageError(f"cannot write {url} with anonymous access (QUANTREC_GCS_TOKEN=anon): "
+                           "a registry on gs:// needs credentials that may write the bucket")
+    if token and os.path.isfile(token):
+        import google.auth
+        credentials, project = google.auth.load_credentials_from_file(token)
+        return storage.Client(project=project, credentials=credentials)
+    return storage.Client()
