@@ -30,7 +30,7 @@ from quantrec.data import schema
 #: numeric features whose raw values are heavy-tailed counts, amounts or day spans.
 LOG_FEATURES: tuple[str, ...] = (
     "u_lines", "u_days", "u_orders", "u_spend", "u_recency_days", "u_tenure_days",
-    "i_lines", "i_price_last", "i_recency_days", "ui_lines",
+    "i_lines", "i_price_last", "i_recency_days", "i_qty_last", "ui_lines",
     "fp_spend", "fp_lines", "fp_orders", "fp_items", "fp_days", "fp_first_day_spend",
 )
 
@@ -63,6 +63,28 @@ class FeatureSpec:
     def ltv(cls, **kw: Any) -> "FeatureSpec":
         """The LTV task's features (schema.LTV_FEATURES + country)."""
         return cls(numeric=list(schema.LTV_FEATURES), categorical=[schema.COUNTRY], **kw)
+
+
+def model_feature_spec(config: Any) -> FeatureSpec:
+    """The FeatureSpec a model config asks for: its task's columns ("gmv" | "ltv"), its
+    ``cat_mode`` and ``min_count`` and, when the config has a non-None ``categorical``
+    field, only those categorical columns (a subset of the task's; () = none)."""
+    task = config.task
+    kw = {"mode": getattr(config, "cat_mode", "index"), "min_count": getattr(config, "min_count", 2)}
+    if task == "gmv":
+        spec = FeatureSpec.gmv(**kw)
+    elif task == "ltv":
+        spec = FeatureSpec.ltv(**kw)
+    else:
+        raise ValueError(f"unknown task {task!r} for the feature pipeline (gmv|ltv)")
+    chosen = getattr(config, "categorical", None)
+    if chosen is not None:
+        unknown = [c for c in chosen if c not in spec.categorical]
+        if unknown:
+            raise ValueError(f"categorical {unknown} are not categorical features of the {task} task "
+                             f"(known: {spec.categorical})")
+        spec.categorical = [c for c in spec.categorical if c in chosen]
+    return spec
 
 
 def _stable_hash(values: np.ndarray, buckets: int) -> np.ndarray:

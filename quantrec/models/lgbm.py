@@ -3,9 +3,19 @@ LightGBM categorical features).
 
 Objective (config ``objective``): default "l1" (regression_l1) on the raw value, because
 the headline metric is MAE and L1 fits the conditional median, which minimises it;
-"tweedie" (mean of a zero-inflated / heavy-tailed value) and "huber" are selectable.
-Early stopping on the validation L1. Saved as LightGBM's native text model
-(``model.txt``) + ``config.json`` + ``features.json``.
+"tweedie" (mean of a zero-inflated / heavy-tailed value), "huber", "regression" (L2)
+and "l2_log" (L2 on log1p(value), served as expm1: a geometric-mean estimate, close to
+the median for a log-symmetric value) are selectable.
+
+``categorical``: which categorical columns enter (as LightGBM categorical features);
+None = all of the task's (user, item, country for GMV). With thousands of ids the id
+categoricals can overfit (measured on the default data: early stopping after 26
+rounds, issue 13); ``("country",)`` leaves the ids' information to the history
+features.
+
+Early stopping on the validation MAE in label units (built-in L1 for the raw-label
+objectives; the same MAE through a custom eval for "l2_log"). Saved as LightGBM's
+native text model (``model.txt``) + ``config.json`` + ``features.json``.
 """
 
 from __future__ import annotations
@@ -18,8 +28,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from quantrec.models.base import ModelInputs, config_from_json, config_to_json, label_column, task_spec
-from quantrec.models.features import FeaturePipeline
+from quantrec.models.base import ModelInputs, config_from_json, config_to_json, label_column
+from quantrec.models.features import FeaturePipeline, model_feature_spec
 from quantrec.training import checkpoints as ck
 from quantrec.training.trainer import TrainResult
 
@@ -29,7 +39,8 @@ class LGBMConfig:
     task: str = "gmv"
     cat_mode: str = "index"
     min_count: int = 2
-    objective: str = "l1"            # "l1" | "tweedie" | "huber" | "regression"
+    objective: str = "l1"            # "l1" | "tweedie" | "huber" | "regression" | "l2_log"
+    categorical: tuple[str, ...] | None = None   # None = the task's; ("country",) = no ids
     num_boost_round: int = 1000
     early_stopping_rounds: int = 50
     clip_quantile: float = 1.0       # clip training labels at this quantile (1.0 = no clip)
@@ -46,6 +57,9 @@ class LGBMConfig:
     @classmethod
     def paper(cls, **kw) -> "LGBMConfig":
         return cls(**kw)
+
+
+OBJECTIVES = ("l1", "tweedie", "huber", "regression", "l2_log")
 
 
 class LGBMModel:
@@ -90,21 +104,31 @@ class LGBMModel:
         if init_from is not None:
             raise ValueError("lgbm does not warm start (warm_starts = False)")
         cfg = self.config
-        self.features = features or FeaturePipeline(task_spec(cfg.task, cfg.cat_mode, cfg.min_count)).fit(frame_train)
+        if cfg.objective not in OBJECTIVES:
+            raise ValueError(f"lgbm: unknown objective {cfg.objective!r}; expected one of {OBJECTIVES}")
+        self.features = features or FeaturePipeline(model_feature_spec(cfg)).fit(frame_train)
         y_tr = frame_train[self.label].to_numpy(dtype=np.float64)
+        y_va = frame_val[self.label].to_numpy(dtype=np.float64)
         clip = float(np.quantile(y_tr, cfg.clip_quantile))
         self.state = {"clip": clip}
+        log_target = cfg.objective == "l2_log"
+        t_tr = np.log1p(np.clip(y_tr, 0, clip)) if log_target else np.clip(y_tr, 0, clip)
         cats = [f"cat_{c}" for c in self.features.spec.categorical]
-        dtr = lgb.Dataset(self._matrix(frame_train), np.clip(y_tr, 0, clip), categorical_feature=cats,
-                          free_raw_data=True)
-        dva = lgb.Dataset(self._matrix(frame_val), frame_val[self.label].to_numpy(dtype=np.float64),
+        dtr = lgb.Dataset(self._matrix(frame_train), t_tr, categorical_feature=cats, free_raw_data=True)
+        dva = lgb.Dataset(self._matrix(frame_val), np.log1p(np.clip(y_va, 0, None)) if log_target else y_va,
                           categorical_feature=cats, reference=dtr)
-        params = {**cfg.params, "objective": {"l1": "regression_l1"}.get(cfg.objective, cfg.objective),
-                  "metric": "l1", "seed": cfg.seed, "deterministic": True}
+        objective = {"l1": "regression_l1", "l2_log": "regression"}.get(cfg.objective, cfg.objective)
+        params = {**cfg.params, "objective": objective, "metric": "None" if log_target else "l1",
+                  "seed": cfg.seed, "deterministic": True}
+
+        def mae_in_label_units(pred: np.ndarray, data: lgb.Dataset):  # for the log target only
+            return "mae", float(np.mean(np.abs(np.expm1(np.clip(pred, 0.0, 30.0)) - y_va))), False
+
         self.booster = lgb.train(params, dtr, num_boost_round=cfg.num_boost_round, valid_sets=[dva],
+                                 feval=mae_in_label_units if log_target else None,
                                  callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)])
         self.state["best_iteration"] = int(self.booster.best_iteration)
-        best = float(self.booster.best_score["valid_0"]["l1"])
+        best = float(self.booster.best_score["valid_0"]["mae" if log_target else "l1"])
         return TrainResult(best_checkpoint="", last_checkpoint="", history=[], best_epoch=self.booster.best_iteration,
                            best_metric=best, epochs_run=int(self.booster.current_iteration()),
                            stopped_early=self.booster.current_iteration() < cfg.num_boost_round)
@@ -113,8 +137,11 @@ class LGBMModel:
         """(n,) float64 predicted value, clamped at 0."""
         if self.booster is None:
             raise RuntimeError("lgbm: call fit() or load() first")
-        p = self.booster.predict(self._matrix(frame), num_iteration=self.booster.best_iteration or None)
-        return np.clip(np.asarray(p, dtype=np.float64), 0.0, None)
+        p = np.asarray(self.booster.predict(self._matrix(frame), num_iteration=self.booster.best_iteration or None),
+                       dtype=np.float64)
+        if self.config.objective == "l2_log":
+            p = np.expm1(np.clip(p, 0.0, 30.0))
+        return np.clip(p, 0.0, None)
 
     def save(self, path: str) -> None:
         with fsspec.open(ck.join(path, "model.txt"), "w") as f:

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantrec.models.base import NeuralModel, ScalarNet, ScalarNetConfig
+from quantrec.models.base import ModelInputs, NeuralModel, ScalarNet, ScalarNetConfig
+from quantrec.models.features import FeaturePipeline, model_feature_spec
 from quantrec.training.trainer import Batch, StepContext
 
 
@@ -19,12 +20,19 @@ from quantrec.training.trainer import Batch, StepContext
 class MLPConfig(ScalarNetConfig):
     loss: str = "huber"          # "huber" | "mse", on log1p(value)
     huber_delta: float = 1.0     # log1p units
+    categorical: tuple[str, ...] | None = None   # embedded id columns; None = the task's all
 
 
 class MLPModel(NeuralModel):
     name = "mlp"
     display_name = "MLP"
     config_cls = MLPConfig
+
+    def fit(self, frame_train, frame_val, inputs: ModelInputs | None = None, out_dir: str | None = None,
+            init_from=None, features: FeaturePipeline | None = None):
+        """``NeuralModel.fit`` with the feature columns of the config (``categorical``)."""
+        features = features or FeaturePipeline(model_feature_spec(self.config)).fit(frame_train)
+        return super().fit(frame_train, frame_val, inputs, out_dir, init_from, features)
 
     def _targets(self, y: np.ndarray) -> dict[str, torch.Tensor]:
         return {"t": torch.from_numpy(np.log1p(np.clip(y, 0.0, None)).astype(np.float32))}

@@ -17,18 +17,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from quantrec.models.base import ModelInputs, NeuralModel, ScalarNet, ScalarNetConfig
+from quantrec.models.features import FeaturePipeline, model_feature_spec
 from quantrec.training.trainer import Batch, StepContext
 
 
 @dataclass
 class WLRConfig(ScalarNetConfig):
     clip_quantile: float = 0.999
+    categorical: tuple[str, ...] | None = None   # embedded id columns; None = the task's all
 
 
 class WLRModel(NeuralModel):
     name = "wlr"
     display_name = "WLR"
     config_cls = WLRConfig
+
+    def fit(self, frame_train, frame_val, inputs: ModelInputs | None = None, out_dir: str | None = None,
+            init_from=None, features: FeaturePipeline | None = None):
+        """``NeuralModel.fit`` with the feature columns of the config (``categorical``)."""
+        features = features or FeaturePipeline(model_feature_spec(self.config)).fit(frame_train)
+        return super().fit(frame_train, frame_val, inputs, out_dir, init_from, features)
 
     def _prepare(self, y_train: np.ndarray, inputs: ModelInputs) -> None:
         self.state = {"clip": float(np.quantile(y_train, self.config.clip_quantile))}

@@ -79,3 +79,42 @@ def test_unknown_task_is_an_error_not_the_ltv_label():
         label_column("gvm")
     with pytest.raises(ValueError, match="unknown task"):
         MODELS["wlr"](WLRConfig(task="clicks")).label
+
+
+@pytest.mark.parametrize("objective", ["l1", "l2_log"])
+def test_lgbm_early_stops_on_val_mae_in_label_units(gmv_frames, objective):
+    """Both objectives select the boosting round on the val MAE of the served values
+    (for "l2_log": expm1 of the log-scale prediction, not the log-scale L2)."""
+    from quantrec.evaluation.metrics import mae
+    tr, va, _ = gmv_frames
+    m = MODELS["lgbm"](LGBMConfig(objective=objective, num_boost_round=80, early_stopping_rounds=10,
+                                  params={"num_leaves": 7, "min_data_in_leaf": 5, "num_threads": 1,
+                                          "verbose": -1, "learning_rate": 0.1}))
+    res = m.fit(tr, va)
+    assert res.best_metric == pytest.approx(mae(va["gmv"], m.predict(va)), rel=1e-6)
+    if objective == "l2_log":  # served on the label scale: no log-scale values near 0..5 only
+        assert m.predict(va).max() > np.log1p(va["gmv"]).max()
+
+
+def test_lgbm_without_id_categoricals(tmp_path, gmv_frames):
+    tr, va, ev = gmv_frames
+    cfg = LGBMConfig(categorical=("country",), num_boost_round=30, early_stopping_rounds=10,
+                     params={"num_leaves": 7, "min_data_in_leaf": 5, "num_threads": 1, "verbose": -1})
+    m = MODELS["lgbm"](cfg)
+    m.fit(tr, va)
+    assert m.features.spec.categorical == ["country"]
+    assert not {"cat_user_id", "cat_item_id"} & set(m.booster.feature_name())
+    m.save(str(tmp_path / "m"))
+    np.testing.assert_allclose(load_model(str(tmp_path / "m")).predict(ev), m.predict(ev), rtol=1e-9)
+    with pytest.raises(ValueError, match="unknown objective"):
+        MODELS["lgbm"](LGBMConfig(objective="quantile")).fit(tr, va)
+
+
+@pytest.mark.parametrize("name", ["wlr", "mlp"])
+def test_scalar_nets_take_the_categorical_choice(gmv_frames, name):
+    tr, va, ev = gmv_frames
+    cls = MODELS[name]
+    m = cls(cls.config_cls(d_model=8, emb_dim=2, categorical=("item_id", "country"), train=_train(1)))
+    m.fit(tr, va)
+    assert m.features.spec.categorical == ["item_id", "country"] and len(m.net.encoder.embs) == 2
+    assert np.isfinite(m.predict(ev)).all()
