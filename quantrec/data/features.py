@@ -42,6 +42,14 @@ def _cumulate(daily: pd.DataFrame, by: list[str], sums: list[str]) -> pd.DataFra
     return daily
 
 
+def _std(total: pd.Series, total_sq: pd.Series, n: pd.Series) -> np.ndarray:
+    """Population std from running sums (NaN without history; >= 0 despite rounding)."""
+    n = n.to_numpy(dtype="float64")
+    mean = total.to_numpy(dtype="float64") / n
+    var = total_sq.to_numpy(dtype="float64") / n - mean ** 2
+    return np.sqrt(np.clip(var, 0.0, None))
+
+
 def _days_between(later: pd.Series, earlier: pd.Series) -> pd.Series:
     return (later - earlier).dt.days.astype("float64")
 
@@ -81,6 +89,8 @@ def build_aggregates(lines: pd.DataFrame, as_of: pd.Timestamp | str | None = Non
     lines = lines[[S.USER, S.ITEM, S.ORDER, S.DAY, S.TS, S.QUANTITY, S.UNIT_PRICE, S.VALUE]].copy()
     lines["_lg"] = np.log1p(lines[S.VALUE])
     lines["_lq"] = np.log1p(lines[S.QUANTITY])
+    lines["_lg2"] = lines["_lg"] ** 2
+    lines["_lp"] = np.log1p(lines[S.UNIT_PRICE])
 
     # --- user: per user-day sums, cumulated ---------------------------------------
     orders = (lines.groupby([S.USER, S.DAY, S.ORDER], sort=False, observed=True)[S.VALUE].sum()
@@ -89,17 +99,20 @@ def build_aggregates(lines: pd.DataFrame, as_of: pd.Timestamp | str | None = Non
     u_orders = orders.groupby([S.USER, S.DAY], sort=False, observed=True).agg(
         u_orders=(S.ORDER, "size"), _log_order=("_log_order", "sum"))
     u = lines.groupby([S.USER, S.DAY], sort=False, observed=True).agg(
-        u_lines=(S.VALUE, "size"), u_spend=(S.VALUE, "sum"), _lg=("_lg", "sum"), _lq=("_lq", "sum"))
+        u_lines=(S.VALUE, "size"), u_spend=(S.VALUE, "sum"), _lg=("_lg", "sum"), _lq=("_lq", "sum"),
+        _lg2=("_lg2", "sum"), _lp=("_lp", "sum"), u_last_day_log_gmv_mean=("_lg", "mean"))
     u = u.join(u_orders).reset_index()
     u["u_days"] = 1
-    u = _cumulate(u, [S.USER], ["u_lines", "u_spend", "_lg", "_lq", "u_orders", "_log_order", "u_days"])
+    u = _cumulate(u, [S.USER], ["u_lines", "u_spend", "_lg", "_lq", "_lg2", "_lp", "u_orders", "_log_order",
+                                "u_days"])
     u["_first_day"] = u.groupby(S.USER, sort=False)[S.DAY].transform("min")
 
     # --- item ---------------------------------------------------------------------
     it = lines.groupby([S.ITEM, S.DAY], sort=False, observed=True).agg(
-        i_lines=(S.VALUE, "size"), _lg=("_lg", "sum"), _lq=("_lq", "sum"),
-        i_price_last=(S.UNIT_PRICE, "median")).reset_index()
-    it = _cumulate(it, [S.ITEM], ["i_lines", "_lg", "_lq"])
+        i_lines=(S.VALUE, "size"), _lg=("_lg", "sum"), _lq=("_lq", "sum"), _lg2=("_lg2", "sum"),
+        _lp=("_lp", "sum"), i_price_last=(S.UNIT_PRICE, "median"),
+        i_qty_last=(S.QUANTITY, "median")).reset_index()
+    it = _cumulate(it, [S.ITEM], ["i_lines", "_lg", "_lq", "_lg2", "_lp"])
 
     # --- user x item: count and the last line of the pair -------------------------
     last = lines.sort_values(S.TS, kind="stable")
@@ -127,6 +140,9 @@ def join_features(aggregates: FeatureAggregates, queries: pd.DataFrame) -> pd.Da
     out["u_log_gmv_mean"] = (ju["_lg"] / ju["u_lines"]).to_numpy(dtype="float64")
     out["u_log_qty_mean"] = (ju["_lq"] / ju["u_lines"]).to_numpy(dtype="float64")
     out["u_log_order_gmv_mean"] = (ju["_log_order"] / ju["u_orders"]).to_numpy(dtype="float64")
+    out["u_log_gmv_std"] = _std(ju["_lg"], ju["_lg2"], ju["u_lines"])
+    out["u_log_price_mean"] = (ju["_lp"] / ju["u_lines"]).to_numpy(dtype="float64")
+    out["u_last_day_log_gmv_mean"] = ju["u_last_day_log_gmv_mean"].to_numpy(dtype="float64")
     out["u_recency_days"] = _days_between(ju[S.DAY], ju["_hist_day"]).to_numpy()
     out["u_tenure_days"] = _days_between(ju[S.DAY], ju["_first_day"]).to_numpy()
 
@@ -135,6 +151,9 @@ def join_features(aggregates: FeatureAggregates, queries: pd.DataFrame) -> pd.Da
     out["i_log_gmv_mean"] = (ji["_lg"] / ji["i_lines"]).to_numpy(dtype="float64")
     out["i_log_qty_mean"] = (ji["_lq"] / ji["i_lines"]).to_numpy(dtype="float64")
     out["i_price_last"] = ji["i_price_last"].to_numpy(dtype="float64")
+    out["i_log_gmv_std"] = _std(ji["_lg"], ji["_lg2"], ji["i_lines"])
+    out["i_log_price_mean"] = (ji["_lp"] / ji["i_lines"]).to_numpy(dtype="float64")
+    out["i_qty_last"] = ji["i_qty_last"].to_numpy(dtype="float64")
     out["i_recency_days"] = _days_between(ji[S.DAY], ji["_hist_day"]).to_numpy()
 
     jui = _asof(q, aggregates.user_item, [S.USER, S.ITEM])

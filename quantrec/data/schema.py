@@ -40,6 +40,9 @@ USER_FEATURES = [
     "u_log_order_gmv_mean",  # mean log1p(order GMV)
     "u_recency_days",     # days since the user's last active day (NaN if none)
     "u_tenure_days",      # days since the user's first active day (NaN if none)
+    "u_log_gmv_std",      # std of log1p(line GMV): how much the user's lines vary
+    "u_log_price_mean",   # mean log1p(unit price): cheap or dear items
+    "u_last_day_log_gmv_mean",  # mean log1p(line GMV) on the user's last active day
 ]
 ITEM_FEATURES = [
     "i_lines",            # purchase lines of the item before this day (all users)
@@ -47,6 +50,9 @@ ITEM_FEATURES = [
     "i_log_qty_mean",     # mean log1p(quantity) of the item
     "i_price_last",       # median unit price on the item's last selling day
     "i_recency_days",     # days since the item last sold
+    "i_log_gmv_std",      # std of log1p(line GMV) of the item
+    "i_log_price_mean",   # mean log1p(unit price) of the item's lines
+    "i_qty_last",         # median quantity on the item's last selling day
 ]
 USER_ITEM_FEATURES = [
     "ui_lines",           # times this user bought this item before

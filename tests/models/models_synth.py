@@ -23,6 +23,12 @@ def make_gmv_frame(n: int = 600, seed: int = 0) -> pd.DataFrame:
     df["u_spend"] = rng.lognormal(5, 2, n)
     df["i_price_last"] = price
     df["u_log_qty_mean"] = np.log1p(qty)
+    # the value-shape features carry the same signal as their real counterparts
+    df["i_log_price_mean"] = np.log1p(price * np.exp(rng.normal(0, 0.05, n)))
+    df["u_last_day_log_gmv_mean"] = np.log1p(qty * np.exp(rng.normal(1.0, 0.5, n)))
+    df["i_qty_last"] = np.round(np.exp(rng.normal(1.0, 0.5, n)))
+    df["u_log_gmv_std"] = np.abs(rng.normal(0.5, 0.2, n))
+    df["i_log_gmv_std"] = np.abs(rng.normal(0.5, 0.2, n))
     new = rng.random(n) < 0.2
     for c in schema.USER_FEATURES:
         df.loc[new, c] = np.nan
