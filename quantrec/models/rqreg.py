@@ -35,7 +35,6 @@ expected centroid value under softmax(logits_t), no error regressor), ``schedule
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,11 +44,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from quantrec.models.base import FeatureEncoder, ModelInputs, NeuralModel
+from quantrec.models.features import FeaturePipeline, model_feature_spec
 from quantrec.training import checkpoints as ck
 from quantrec.training.scheduled_sampling import sampling_prob
 from quantrec.training.trainer import Batch, StepContext, TrainConfig
 
 PAD, BOS, N_SPECIAL = 0, 1, 2
+DECODES = ("expected", "median", "mean")
 
 
 # ---- Rank-N-Contrast ---------------------------------------------------------------------
@@ -135,6 +136,7 @@ class RQRegConfig:
     task: str = "gmv"
     cat_mode: str = "index"
     min_count: int = 2
+    categorical: tuple[str, ...] | None = None   # embedded id columns; None = the task's all
     # target / codebook
     target: str = "log1p"            # "log1p" | "raw": transform the codebook is fitted on
     clip_quantile: float = 0.999     # labels clipped here before the codebook / loss
@@ -168,6 +170,8 @@ class RQRegConfig:
     tau: float = 5.0
     pivot: float = 0.2
     ss_k: float = 5.0
+    # decoding (inference): the point of the predictive distribution that is served
+    decode: str = "expected"         # "expected" | "median" | "mean" (see RQRegModel.predict)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=512, lr=2e-3))
 
     @classmethod
@@ -281,9 +285,20 @@ class RQRegNet(nn.Module):
         B = num.shape[0]
         state = self._init_state(self.encoder(num, cat))
         u = self.code_emb(torch.full((B,), BOS, dtype=torch.long, device=num.device))  # (B, E)
+        logits_all, steps, softs = self._run(state, u, 0, tokens_in, sample)
+        steps_t = torch.stack(steps, 1)                                         # (B, L+1)
+        return {"logits": torch.stack(logits_all, 1), "steps": steps_t,
+                "z_hat": steps_t.sum(1), "soft": torch.stack(softs, 1)}
+
+    def _run(self, state: Any, u: torch.Tensor, t0: int, tokens_in: torch.Tensor | None = None,
+             sample: torch.Tensor | None = None) -> tuple[list, list, list]:
+        """Decoding steps t0..L-1 from input embedding u (B, E) and the backbone state
+        after step t0 - 1. Returns per-step logits (B, V), values (B,) with the error
+        term appended (0 without regressor) and soft embeddings (B, E)."""
+        B = u.shape[0]
         logits_all, steps, softs = [], [], []
-        for t in range(self.L):
-            if t > 0:
+        for t in range(t0, self.L):
+            if t > t0:
                 if tokens_in is None or bool(sample[t]):
                     u = softs[-1]                                               # soft e_{t-1}
                 else:
@@ -303,10 +318,59 @@ class RQRegNet(nn.Module):
         if self.cfg.use_regressor:
             steps.append(self.error_regressor(softs[-1])[:, 0])
         else:
-            steps.append(torch.zeros(B, device=num.device))
-        steps_t = torch.stack(steps, 1)                                         # (B, L+1)
-        return {"logits": torch.stack(logits_all, 1), "steps": steps_t,
-                "z_hat": steps_t.sum(1), "soft": torch.stack(softs, 1)}
+            steps.append(torch.zeros(B, device=u.device))
+        return logits_all, steps, softs
+
+    def _repeat_state(self, state: Any, k: int) -> Any:
+        """Backbone state of B rows -> of B * k rows (each row repeated k times in place)."""
+        if self.cfg.backbone == "lstm":
+            return tuple(s.repeat_interleave(k, dim=1) for s in state)
+        if self.cfg.backbone == "rnn":
+            return state.repeat_interleave(k, dim=1)
+        return [s.repeat_interleave(k, dim=0) for s in state]
+
+    @torch.no_grad()
+    def first_layer_paths(self, num: torch.Tensor, cat: torch.Tensor,
+                          first_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predictive distribution as a mixture over the first layer's codes.
+
+        first_ids (K1,): the token ids of layer 1. For every row and layer-1 code c:
+        weight P(c) (the step-1 softmax renormalised over layer 1) and value z(c) =
+        centroid(c) + the rest of the sequence decoded as at inference (soft embeddings)
+        after feeding c's embedding. Returns z (B, K1) and w (B, K1), rows summing to 1."""
+        B, K1 = num.shape[0], int(first_ids.shape[0])
+        state = self._init_state(self.encoder(num, cat))
+        u = self.code_emb(torch.full((B,), BOS, dtype=torch.long, device=num.device))
+        o, state = self._step(u, state)
+        logits = self.predictor(o)[:, first_ids]                                # (B, K1)
+        w = logits.softmax(-1)
+        if self.L == 1:
+            return self.vocab_values[first_ids].expand(B, K1), w
+        tok = first_ids.repeat(B)                                               # (B * K1,)
+        _, steps, _ = self._run(self._repeat_state(state, K1), self.code_emb(tok), 1)
+        z = self.vocab_values[tok] + torch.stack(steps, 1).sum(1)               # (B * K1,)
+        return z.view(B, K1), w
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
+    """Row-wise q-quantile of discrete distributions: values, weights (n, P) (weights >=
+    0, rows need not be normalised) -> (n,). The CDF is interpolated linearly between
+    the points' mid-masses (each point's mass centred on its value), so the result moves
+    smoothly with the weights instead of jumping between support points."""
+    order = np.argsort(values, axis=1, kind="stable")
+    v = np.take_along_axis(values, order, 1)
+    w = np.take_along_axis(weights, order, 1)
+    w = w / np.maximum(w.sum(1, keepdims=True), 1e-300)
+    c = np.cumsum(w, 1) - 0.5 * w                                               # (n, P) mid-mass CDF
+    hi = np.clip((c < q).sum(1), 1, v.shape[1] - 1)                              # first c >= q
+    lo = hi - 1
+    rows = np.arange(len(v))
+    c_lo, c_hi, v_lo, v_hi = c[rows, lo], c[rows, hi], v[rows, lo], v[rows, hi]
+    frac = np.clip((q - c_lo) / np.maximum(c_hi - c_lo, 1e-300), 0.0, 1.0)
+    out = v_lo + frac * (v_hi - v_lo)
+    if v.shape[1] == 1:
+        out = v[:, 0]
+    return out
 
 
 # ---- model wrapper -----------------------------------------------------------------------
@@ -328,6 +392,12 @@ class RQRegModel(NeuralModel):
         super().__init__(config)
         self.codebook = None            # the quantizer in z units
         self.transform = None           # TargetTransform: labels <-> z
+
+    def fit(self, frame_train, frame_val, inputs: ModelInputs | None = None, out_dir: str | None = None,
+            init_from=None, features: FeaturePipeline | None = None):
+        """``NeuralModel.fit`` with the feature columns of the config (``categorical``)."""
+        features = features or FeaturePipeline(model_feature_spec(self.config)).fit(frame_train)
+        return super().fit(frame_train, frame_val, inputs, out_dir, init_from, features)
 
     # -- target transform (one implementation: codebook.target.TargetTransform) --
     def to_z(self, y: np.ndarray) -> np.ndarray:
@@ -363,6 +433,8 @@ class RQRegModel(NeuralModel):
         cfg = self.config
         if cfg.target not in ("log1p", "raw"):
             raise ValueError(f"unknown target {cfg.target!r} (log1p|raw)")
+        if cfg.decode not in DECODES:
+            raise ValueError(f"unknown decode {cfg.decode!r}; expected one of {DECODES}")
         book = inputs.codebook if inputs.codebook is not None else self.fit_target_codebook(y_train)
         if not isinstance(book, TargetCodebook):
             raise ValueError("RQ-Reg needs a TargetCodebook (transform + codebook), e.g. from "
@@ -372,6 +444,8 @@ class RQRegModel(NeuralModel):
             raise ValueError(f"codebook was fitted on target {book.transform.kind!r}, the config says {cfg.target!r}")
         self.transform, self.codebook = book.transform, book.codebook
         self.state = {"quantizer": self.codebook.method}
+        if cfg.decode != "expected":
+            self._first_ids()  # a dynamic-quantile codebook cannot decode a median: fail before training
 
     # -- token view of any codebook --
     @property
@@ -455,8 +529,60 @@ class RQRegModel(NeuralModel):
             parts["rnc"] = float(rnc.detach())
         return loss, parts
 
+    # -- decoding --
+    def _first_ids(self) -> torch.Tensor:
+        """Token ids of the first layer (RQ or flat K-means codebooks)."""
+        if not self._is_rq:
+            raise ValueError(f"decode {self.config.decode!r} needs an RQ or K-means codebook: a "
+                             "dynamic-quantile sequence has no fixed first layer to enumerate")
+        return N_SPECIAL + torch.arange(self.codebook.size)
+
+    def _paths(self, net: nn.Module, num: torch.Tensor, cat: torch.Tensor,
+               chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """(z (n, K), w (n, K)) first-layer mixture of ``RQRegNet.first_layer_paths``."""
+        inner = net.module if hasattr(net, "module") else net
+        first = self._first_ids()
+        zs, ws = [], []
+        for i in range(0, num.shape[0], chunk):
+            z, w = inner.first_layer_paths(num[i:i + chunk], cat[i:i + chunk], first)
+            zs.append(z.double().numpy())
+            ws.append(w.double().numpy())
+        return np.concatenate(zs), np.concatenate(ws)
+
     def _predict_tensor(self, net, num, cat) -> torch.Tensor:
-        return self.from_z(net(num, cat)["z_hat"])
+        """Served value per ``config.decode``:
+
+        * "expected": the autoregressive soft decoding, sum of the per-step expected
+          values in z, mapped to label units (the paper's inference);
+        * "median": the median of the predictive distribution (a mixture over the
+          first layer's codes, each continued by the soft decoding; see
+          ``RQRegNet.first_layer_paths``): the point that minimises the expected absolute
+          error, i.e. what MAE asks for;
+        * "mean": the mean of that mixture in label units, E[y] (value ranking / sums).
+        """
+        decode = self.config.decode
+        if decode == "expected":
+            return self.from_z(net(num, cat)["z_hat"])
+        z, w = self._paths(net, num, cat)
+        if decode == "median":
+            return torch.from_numpy(self.transform.from_z(weighted_quantile(z, w, 0.5)))
+        if decode == "mean":
+            return torch.from_numpy((w * self.transform.from_z(z)).sum(1))
+        raise ValueError(f"unknown decode {decode!r}; expected one of {DECODES}")
+
+    @torch.no_grad()
+    def predict_quantiles(self, frame, qs: tuple[float, ...] = (0.1, 0.5, 0.9)) -> np.ndarray:
+        """(n, len(qs)) quantiles of the predictive distribution in label units (the
+        first-layer mixture of ``_paths``; q = 0.5 is the "median" decoding)."""
+        if self.net is None or self.features is None:
+            raise RuntimeError("rqreg: call fit() or load() first")
+        for q in qs:
+            if not 0.0 < q < 1.0:
+                raise ValueError(f"quantiles must lie in (0, 1), got {q}")
+        d = self.tensors(frame, with_targets=False)
+        self.net.eval()
+        z, w = self._paths(self.net, d["num"], d["cat"])
+        return np.stack([self.transform.from_z(weighted_quantile(z, w, q)) for q in qs], 1)
 
     def predict_steps(self, frame) -> np.ndarray:
         """(n, L+1) per-step contributions in z units (diagnostics: coarse-to-fine)."""

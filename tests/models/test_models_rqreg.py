@@ -176,3 +176,68 @@ def test_without_regressor_the_net_has_no_unused_regressor_parameters(gmv_frames
     assert not any(n.startswith(("regressor.", "error_regressor.")) for n in names)
     steps = m.predict_steps(ev)
     assert np.allclose(steps[:, -1], 0.0)            # no error term without the regressor
+
+
+# ---- decoding the predictive distribution ------------------------------------------------
+def test_weighted_quantile_interpolates_the_mid_mass_cdf():
+    from quantrec.models.rqreg import weighted_quantile
+    v = np.array([[3.0, 1.0, 2.0], [5.0, 5.0, 5.0], [0.0, 10.0, 20.0]])
+    w = np.array([[1.0, 1.0, 1.0], [0.2, 0.3, 0.5], [0.1, 0.8, 0.1]])
+    np.testing.assert_allclose(weighted_quantile(v, w, 0.5), [2.0, 5.0, 10.0])   # order-free, exact middles
+    # the mid-mass of a point sits at its value: CDF(1) = 1/6, CDF(2) = 3/6 -> q = 1/3 halfway
+    assert weighted_quantile(v[:1], w[:1], 1 / 3)[0] == pytest.approx(1.5)
+    assert weighted_quantile(v[:1], w[:1], 0.01)[0] == 1.0 and weighted_quantile(v[:1], w[:1], 0.99)[0] == 3.0
+    # more weight on a larger value moves the median up; unnormalised weights are fine
+    assert weighted_quantile(v[2:], np.array([[1.0, 1.0, 6.0]]), 0.5)[0] > 10.0
+    qs = [weighted_quantile(v, w * 7, q) for q in (0.1, 0.3, 0.5, 0.7, 0.9)]
+    assert all((a <= b + 1e-12).all() for a, b in zip(qs, qs[1:]))
+    np.testing.assert_allclose(weighted_quantile(v[:, :1], w[:, :1], 0.3), v[:, 0])     # one point
+
+
+def test_median_and_mean_decode_read_the_first_layer_mixture(gmv_frames):
+    from quantrec.models.rqreg import weighted_quantile
+    tr, va, ev = gmv_frames
+    m = RQRegModel(_tiny(layers=3, codebook_size=6))
+    m.fit(tr, va)
+    d = m.tensors(ev, with_targets=False)
+    z, w = m._paths(m.net, d["num"], d["cat"])
+    assert z.shape == w.shape == (len(ev), 6) and np.allclose(w.sum(1), 1.0)
+    # path values: the first layer's centroid + the soft continuation (not just the centroid)
+    assert not np.allclose(z, np.asarray(m.codebook.centroids[0])[None, :])
+    expected = m.predict(ev)
+    m.config.decode = "median"
+    median = m.predict(ev)
+    np.testing.assert_allclose(median, m.transform.from_z(weighted_quantile(z, w, 0.5)), rtol=1e-6)
+    m.config.decode = "mean"
+    np.testing.assert_allclose(m.predict(ev), (w * m.transform.from_z(z)).sum(1), rtol=1e-6)
+    assert not np.allclose(median, expected)
+    q = m.predict_quantiles(ev, (0.1, 0.5, 0.9))
+    assert q.shape == (len(ev), 3) and (np.diff(q, axis=1) >= -1e-9).all()
+    np.testing.assert_allclose(q[:, 1], median, rtol=1e-6)
+    with pytest.raises(ValueError, match="quantiles"):
+        m.predict_quantiles(ev, (1.0,))
+
+
+def test_median_decode_trains_and_round_trips(tmp_path, gmv_frames):
+    tr, va, ev = gmv_frames
+    m = RQRegModel(_tiny(decode="median"))
+    res = m.fit(tr, va)
+    from quantrec.evaluation.metrics import mae
+    # early stopping read the median decoding: the best val metric is its MAE
+    assert res.best_metric == pytest.approx(mae(va["gmv"], m.predict(va)), rel=1e-6)
+    m.save(str(tmp_path / "m"))
+    np.testing.assert_allclose(load_model(str(tmp_path / "m")).predict(ev), m.predict(ev), rtol=1e-6)
+    with pytest.raises(ValueError, match="dynamic-quantile"):
+        RQRegModel(_tiny(decode="median", quantizer="dynamic_quantile")).fit(tr, va)
+    with pytest.raises(ValueError, match="unknown decode"):
+        RQRegModel(_tiny(decode="mode")).fit(tr, va)
+
+
+def test_categorical_columns_are_a_config_choice(gmv_frames):
+    tr, va, ev = gmv_frames
+    m = RQRegModel(_tiny(categorical=("country",)))
+    m.fit(tr, va)
+    assert m.features.spec.categorical == ["country"] and len(m.net.encoder.embs) == 1
+    assert np.isfinite(m.predict(ev)).all()
+    with pytest.raises(ValueError, match="not categorical features"):
+        RQRegModel(_tiny(categorical=("user_id", "basket"))).fit(tr, va)
