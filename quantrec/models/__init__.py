@@ -18,10 +18,12 @@ Adding a model = a class + ``register_model(cls)`` (+ a config entry to train it
 from __future__ import annotations
 
 from quantrec.models.base import NEEDS, OUTPUTS, ModelInputs
+from quantrec.models.gr import GRConfig, GRModel
 from quantrec.models.lgbm import LGBMConfig, LGBMModel
 from quantrec.models.mlp import MLPConfig, MLPModel
 from quantrec.models.rqreg import RQRegConfig, RQRegModel
 from quantrec.models.wlr import WLRConfig, WLRModel
+from quantrec.models.ziln import ZILNConfig, ZILNModel
 
 MODELS: dict[str, type] = {}
 
@@ -50,6 +52,8 @@ def register_model(cls: type) -> type:
 
 for _cls in (RQRegModel, WLRModel, MLPModel, LGBMModel):
     register_model(_cls)
+register_model(GRModel)
+register_model(ZILNModel)
 
 
 def load_model(path: str):
