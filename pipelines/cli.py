@@ -292,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=1, help="rollback: how many promotions to undo")
     sp.add_argument("--reason", help="promote / rollback: why (kept in the promotion log)")
     sp.set_defaults(func=cmd_registry)
+
+    # command groups that live in their own modules (each adds its sub-commands)
+    from pipelines import schedule
+    for group in (schedule,):
+        group.register(sub)
     return p
 
 
