@@ -13,10 +13,13 @@ Methods, all with the same L and K, each fitted on the same N labels:
 Reconstruction error: mean |y - sum of the nearest centroids per layer on the running
 residual| over the N labels (computed on distinct values weighted by counts: exact).
 
-Labels: GMV = Quantity * UnitPrice per line of online_retail_ii.parquet with
-Quantity > 0, UnitPrice > 0, CustomerID not null; N resampled with replacement (seed).
+Labels: the GMV of every cleaned purchase line of the dataset (``--data`` / ``--spec``,
+default Online Retail II; lines before ``--run-date``, default all); N resampled with
+replacement (seed). ``--report-dir`` with ``--run-date``: the training labels of that
+run's windows instead (``--eval-days / --val-days / --train-days``), what the
+pipeline's fit_codebook stage sees.
 
-    .venv/bin/python benchmarks/codebook_speed.py [--quick] [--json PATH]
+    .venv/bin/python benchmarks/codebook_speed.py [--quick] [--json PATH] [--data URL --spec YAML]
 """
 
 from __future__ import annotations
@@ -30,25 +33,25 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import add_data_args, load_tables, resolve_choice, run_main  # noqa: E402
 from quantrec.codebook import RQCodebook  # noqa: E402
 from quantrec.codebook.cluster1d import assign_sorted, collapse  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/online_retail_ii/online_retail_ii.parquet"
+
+def load_gmv(choice) -> np.ndarray:
+    """GMV of every cleaned purchase line before the run date (the spec's cleaning)."""
+    from quantrec.data.clean import clean_transactions
+    from quantrec.data.load import load_transactions
+    raw = load_transactions(choice.data_url, choice.spec, before=choice.run_date)
+    lines, _ = clean_transactions(raw, choice.spec.cleaning)
+    return lines["gmv"].to_numpy(np.float64)
 
 
-def load_gmv(path: Path) -> np.ndarray:
-    df = pd.read_parquet(path, columns=["Quantity", "UnitPrice", "CustomerID"])
-    m = (df.Quantity > 0) & (df.UnitPrice > 0) & df.CustomerID.notna()
-    return (df.Quantity[m] * df.UnitPrice[m]).to_numpy(np.float64)
-
-
-def run_train_labels(run_date: str) -> np.ndarray:
+def run_train_labels(choice, cache_dir: str) -> np.ndarray:
     """GMV labels of the training split of a run (cleaned, windowed: what fit_codebook sees)."""
-    from quantrec.data.tasks import prepare_run
-    gmv = prepare_run(run_date).tables["gmv"]
+    gmv = load_tables(choice, ("gmv",), cache_dir).tables["gmv"]
     return gmv.loc[gmv["split"] == "train", "gmv"].to_numpy(np.float64)
 
 
@@ -162,6 +165,7 @@ def timed(fn, *a, **kw):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_data_args(ap, eval_days=1)
     ap.add_argument("--quick", action="store_true", help="N = 1e4, 1e5 (about a minute)")
     ap.add_argument("--sizes", type=float, nargs="*", help="override the N list")
     ap.add_argument("--layers", type=int, default=3)
@@ -171,22 +175,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="wall-time cap (s) for (c) per N; if hit, its row is marked 'stopped'")
     ap.add_argument("--skip-authors-above", type=float, default=float("inf"),
                     help="do not run (c) for N above this")
-    ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--json", type=Path, help="also write the table as JSON here")
-    ap.add_argument("--run-date", help="with --report-dir: use the training labels of this run "
-                                       "(e.g. 2011-12-10) instead of every bare-filtered line")
     ap.add_argument("--report-dir", type=Path,
                     help="only write the reconstruction report (Table 6 on all real GMV lines: "
                          "RQ L=2/3 K-means/K-medians, flat K-means L*K, dynamic quantile) here")
     args = ap.parse_args(argv)
-    if not args.data.exists():
-        print(f"missing {args.data}: the Online Retail II parquet (UCI, DOI 10.24432/C5CG6D)", file=sys.stderr)
-        return 2
+    explicit_date = args.run_date is not None
+    choice = resolve_choice(args)  # a missing data file / bad spec: one line, exit 2 (run_main)
     if args.report_dir:
-        labels = run_train_labels(args.run_date) if args.run_date else load_gmv(args.data)
+        labels = run_train_labels(choice, args.cache_dir) if explicit_date else load_gmv(choice)
         return write_table6(labels, args.layers, args.size, args.report_dir)
     sizes = [int(s) for s in (args.sizes or ([1e4, 1e5] if args.quick else [1e5, 1e6, 1e7]))]
-    gmv = load_gmv(args.data)
+    gmv = load_gmv(choice)
     L, K = args.layers, args.size
     print(f"GMV lines: {len(gmv):,} ({len(np.unique(gmv)):,} distinct); L={L}, K={K}; "
           f"cpus={os.cpu_count()}; numpy {np.__version__}", flush=True)
@@ -222,4 +222,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -1,10 +1,11 @@
-"""RQ-Reg ablations on the GMV task of the default data: the paper's Table 3
-(components), Table 4 (backbones) and Table 5 (quantizers, incl. RQ with L = 2 vs 3),
-plus our target-transform choice (log1p vs raw GMV). Same data, windows and training
-settings as gmv_quality.py (run_date 2011-12-01; train subsampled to
---max-train-rows rows); metrics on the eval split.
+"""RQ-Reg ablations on the GMV task of any dataset: the paper's Table 3 (components),
+Table 4 (backbones) and Table 5 (quantizers, incl. RQ with L = 2 vs 3), plus our
+target-transform and decoding choices. Train = the ``--max-train-rows`` most recent
+rows of the train split, early stopping on val MAE; metrics on val and eval (read the
+val column for conclusions).
 
     .venv/bin/python benchmarks/rqreg_ablation.py [--quick] [--seeds 0 1] [--json out.json]
+        [--data URL --spec YAML --run-date D --eval-days N --val-days N --train-days N]
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gmv_quality import RUN_DATE, WINDOWS, load_tables  # noqa: E402
+from common import (ResultLog, add_data_args, load_tables, resolve_choice, run_main,  # noqa: E402
+                    split_frames)
 from quantrec.evaluation.metrics import regression_metrics  # noqa: E402
 from quantrec.models.rqreg import RQRegConfig, RQRegModel  # noqa: E402
 from quantrec.training.trainer import TrainConfig  # noqa: E402
@@ -51,16 +52,15 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run-date", default=RUN_DATE)
+    add_data_args(ap, run_date="2011-11-08", eval_days=6)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--max-train-rows", type=int, default=100_000)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--max-train-rows", type=int, default=200_000, help="most recent train rows (0 = all)")
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--quick", action="store_true", help="5k train rows, 1 epoch, 4 variants")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--cache-dir", default="/tmp/quantrec_bench")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     variants = dict(VARIANTS)
@@ -69,44 +69,43 @@ def main(argv: list[str] | None = None) -> None:
         variants = {k: variants[k] for k in ["RQ-Reg (full)", "w/o RnC", "RNN", "RQ K-means L=2"]}
     if a.only:
         variants = {k: v for k, v in variants.items() if any(o.lower() in k.lower() for o in a.only)}
-    g = load_tables(a.run_date, a.cache_dir)["gmv"]
-    tr = g[g.split == "train"].sample(min(a.max_train_rows, int((g.split == "train").sum())), random_state=0)
-    va, ev = g[g.split == "val"], g[g.split == "eval"]
-    print(f"run_date {a.run_date}, windows {WINDOWS}, train n = {len(tr)}", flush=True)
-    records = []
+    choice = resolve_choice(a)
+    bundle = load_tables(choice, ("gmv",), a.cache_dir)
+    if "gmv" not in bundle.tables:
+        print(f"nothing to run: {bundle.skipped['gmv']}", file=sys.stderr)
+        return 0
+    tr, va, ev = split_frames(bundle.tables["gmv"], a.max_train_rows)
+    log = ResultLog(a.json, {"key": bundle.key, **choice.describe(), "n_train": len(tr), "epochs": a.epochs})
+    print(f"{choice.describe()}, train n = {len(tr)}", flush=True)
     for name, (table, change) in variants.items():
         for seed in a.seeds:
+            if log.done(variant=name, seed=seed):
+                continue
             cfg = dataclasses.replace(BASE, **change,
                                       train=TrainConfig(epochs=a.epochs, batch_size=256, lr=1e-3, patience=3,
                                                         progress=False, num_threads=1, seed=seed))
             t0 = time.time()
             m = RQRegModel(cfg)
             m.fit(tr, va)
+            val = regression_metrics(va.gmv.to_numpy(), m.predict(va))
             met = regression_metrics(ev.gmv.to_numpy(), m.predict(ev))
             rec = {"table": table, "variant": name, "seed": seed, "fit_seconds": round(time.time() - t0, 1),
                    "epochs_run": m.train_result.epochs_run, "best_epoch": m.train_result.best_epoch,
-                   "val_MAE": m.train_result.best_metric,
-                   "MAE": met["MAE"], "XAUC": met["XAUC"], "Spearman": met["Spearman"]}
-            records.append(rec)
+                   "val_MAE": float(val["MAE"]), "val_XAUC": float(val["XAUC"]),
+                   "MAE": float(met["MAE"]), "XAUC": float(met["XAUC"]), "Spearman": float(met["Spearman"])}
+            log.add(rec)
             print(json.dumps(rec), flush=True)
-            if a.json:  # after every run, so an interrupted run keeps what finished
-                Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-                with open(a.json, "w") as f:
-                    json.dump({"run_date": a.run_date, "windows": WINDOWS, "n_train": len(tr),
-                               "epochs": a.epochs, "records": records}, f, indent=1)
-    df = pd.DataFrame(records)
-    print("\n| table | variant | val MAE | MAE | XAUC | Spearman | epochs (best) | fit s |\n"
-          "|---|---|---|---|---|---|---|---|")
+    df = pd.DataFrame(log.records)
+    if df.empty:
+        return 0
+    print("\n| table | variant | val MAE | val XAUC | MAE | XAUC | Spearman | epochs (best) | fit s |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for (table, name), gm in df.groupby(["table", "variant"], sort=False):
-        print(f"| {table} | {name} | {gm.val_MAE.mean():.3f} | {gm.MAE.mean():.3f} | {gm.XAUC.mean():.4f} | "
-              f"{gm.Spearman.mean():.4f} | {gm.epochs_run.mean():.0f} ({gm.best_epoch.mean() + 1:.0f}) | "
-              f"{gm.fit_seconds.mean():.0f} |")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(a.json, "w") as f:
-            json.dump({"run_date": a.run_date, "windows": WINDOWS, "n_train": len(tr), "epochs": a.epochs,
-                       "records": records}, f, indent=1)
+        print(f"| {table} | {name} | {gm.val_MAE.mean():.3f} | {gm.val_XAUC.mean():.4f} | {gm.MAE.mean():.3f} | "
+              f"{gm.XAUC.mean():.4f} | {gm.Spearman.mean():.4f} | {gm.epochs_run.mean():.0f} "
+              f"({gm.best_epoch.mean() + 1:.0f}) | {gm.fit_seconds.mean():.0f} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main))

@@ -102,7 +102,7 @@ class GRConfig:
     tf_fixed: float = 0.5            # p of the "fixed" schedule
     tf_exp_rate: float = 5.0         # "exponential": p = p0 * exp(-rate * tau / steps)
     decode: str = "argmax"           # "argmax" (paper) | "expected"
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=512, lr=1e-3,
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8, batch_size=512, lr=1e-3,
                                                                    patience=3))
 
     def __post_init__(self) -> None:
@@ -118,8 +118,9 @@ class GRConfig:
     @classmethod
     def small(cls, **kw: Any) -> "GRConfig":
         """CPU size: d 64, 2 decoder layers, 4 heads, FFN 128, no decoder dropout; AdamW
-        1e-3, the authors' batch 512, up to 10 epochs (patience 3). Two decoder passes
-        over up to max_len + 1 positions make a step several times an RQ-Reg step."""
+        1e-3, the authors' batch 512, up to 8 epochs (patience 3). Two decoder passes
+        over up to max_len + 1 positions make a step ~5x an RQ-Reg step on CPU
+        (benchmarks/RESULTS.md gmv_quality: fit seconds)."""
         return cls(**kw)
 
     @classmethod
