@@ -7,6 +7,9 @@ Key layout (``prefix`` defaults to "quantrec")::
     {prefix}:v:{version}:u:{user}   one value per user (``codec``: float16 DMQN state +
                                     float32 as-of aggregates), no pickle
     {prefix}:v:{version}:i:{item}   one value per item (embedding + aggregates)
+    {prefix}:v:{version}:p:{user}   hash {item: value}: the user-item pairs the user bought
+                                    before (optional; ``refresh(pairs=...)``), read with
+                                    the user and the items in the same round trip
     {prefix}:active                 the ONE pointer: the name of the version that serves
     {prefix}:history                list of flips (JSON, newest first) for audit
     {prefix}:lock                   held by whoever mutates (refresh, activate, rollback, GC)
@@ -161,6 +164,10 @@ class Keys:
     def item(self, version: str, item_id: Any) -> str:
         return f"{self.prefix}:v:{version}:i:{cache_id(item_id)}"
 
+    def pairs(self, version: str, user_id: Any) -> str:
+        """The hash of a user's pair values (field = item id)."""
+        return f"{self.prefix}:v:{version}:p:{cache_id(user_id)}"
+
     def manifest_pattern(self) -> str:
         return f"{self.prefix}:v:*:manifest"
 
@@ -251,11 +258,16 @@ end
 local base = ARGV[1] .. ':v:' .. version .. ':'
 if redis.call('HGET', base .. 'manifest', 'status') ~= 'complete' then return {-1, version} end
 local keys = {}
-if ARGV[3] == '1' then keys[1] = base .. 'u:' .. ARGV[4] end
+if ARGV[3] ~= '0' then keys[1] = base .. 'u:' .. ARGV[4] end
 for i = 5, #ARGV do keys[#keys + 1] = base .. 'i:' .. ARGV[i] end
 local out = {1, version}
 for s = 1, #keys, 500 do
   local part = redis.call('MGET', unpack(keys, s, math.min(s + 499, #keys)))
+  for j = 1, #part do out[#out + 1] = part[j] end
+end
+-- ARGV[3] == '2': also the user's pair values of the asked items (HMGET of its hash)
+if ARGV[3] == '2' and #ARGV >= 5 then
+  local part = redis.call('HMGET', base .. 'p:' .. ARGV[4], unpack(ARGV, 5, #ARGV))
   for j = 1, #part do out[#out + 1] = part[j] end
 end
 return out
@@ -285,12 +297,13 @@ return 1
 _COUNT_LUA = """
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
 local off = tonumber(ARGV[4])
-local users, items = 0, 0
+local users, items, pair_users, pairs = 0, 0, 0, 0
 for _, key in ipairs(page[2]) do
   local kind = string.sub(key, off + 1, off + 2)
-  if kind == 'u:' then users = users + 1 elseif kind == 'i:' then items = items + 1 end
+  if kind == 'u:' then users = users + 1 elseif kind == 'i:' then items = items + 1
+  elseif kind == 'p:' then pair_users = pair_users + 1; pairs = pairs + redis.call('HLEN', key) end
 end
-return {page[1], users, items}
+return {page[1], users, items, pair_users, pairs}
 """
 _UNLINK_LUA = """
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
@@ -340,6 +353,8 @@ class RefreshReport:
     active: str | None
     users: int = 0
     items: int = 0
+    pairs: int = 0
+    pair_users: int = 0
     bytes: int = 0
     sample_checked: int = 0
     write_seconds: float = 0.0
@@ -353,8 +368,8 @@ class RefreshReport:
 
     @property
     def values_per_s(self) -> float:
-        """Users + items written per second of writing."""
-        return (self.users + self.items) / self.write_seconds if self.write_seconds else 0.0
+        """Users + items + pairs written per second of writing."""
+        return (self.users + self.items + self.pairs) / self.write_seconds if self.write_seconds else 0.0
 
     @property
     def mb_per_s(self) -> float:
@@ -517,9 +532,9 @@ class CacheStore:
         out: dict[str, Any] = {}
         for k, v in raw.items():
             k, v = _s(k), _s(v)
-            if k in ("users", "items", "bytes", "sample_checked"):
+            if k in ("users", "items", "pairs", "pair_users", "bytes", "sample_checked"):
                 out[k] = int(v)
-            elif k in ("user_schema", "item_schema", "checksums", "meta"):
+            elif k in ("user_schema", "item_schema", "pair_schema", "checksums", "meta"):
                 out[k] = json.loads(v)
             else:
                 out[k] = v
@@ -557,7 +572,7 @@ class CacheStore:
                 policy = _s(self.client.config_get("maxmemory-policy").get("maxmemory-policy"))
             except redis.exceptions.ResponseError:  # CONFIG disabled on managed Redis
                 policy = None
-        versions = [{k: m.get(k) for k in ("version", "status", "users", "items", "bytes", "started_at",
+        versions = [{k: m.get(k) for k in ("version", "status", "users", "items", "pairs", "bytes", "started_at",
                                             "completed_at", "error")} for m in self.versions()]
         warnings = []
         if policy and policy != "noeviction":
@@ -575,13 +590,18 @@ class CacheStore:
     # -- refresh ----------------------------------------------------------------------------
     def refresh(self, version: str, users: Iterable[tuple[Any, bytes]],
                 items: Iterable[tuple[Any, bytes]] = (), *, user_schema: ValueSchema,
-                item_schema: ValueSchema | None = None, meta: dict[str, Any] | None = None) -> RefreshReport:
+                item_schema: ValueSchema | None = None, meta: dict[str, Any] | None = None,
+                pairs: Iterable[tuple[Any, Iterable[tuple[Any, bytes]]]] = (),
+                pair_schema: ValueSchema | None = None) -> RefreshReport:
         """Write ``version``'s values under a new namespace, verify, flip, collect.
 
         Args:
             version: the registry version name (the namespace).
             users / items: (id, value) pairs, values encoded with ``user_schema`` /
                 ``item_schema`` for this version (checked one by one before writing).
+            pairs: (user id, [(item id, value), ...]) per user, values encoded with
+                ``pair_schema`` (kind "pair"): one hash per user, read together with the
+                user by ``CacheReader.read(..., pairs=True)``.
             meta: JSON-able provenance kept in the manifest (redacted), e.g. run_date,
                 model name, registry URL.
         A refresh of the version that is already active is a no-op (the iterables are not
@@ -590,8 +610,12 @@ class CacheStore:
         (bad value or id); in each case the pointer is unchanged.
         """
         check_name(version)
-        if user_schema.kind != "user" or (item_schema is not None and item_schema.kind != "item"):
-            raise CacheInputError("user_schema must be of kind 'user' and item_schema of kind 'item'")
+        if (user_schema.kind != "user" or (item_schema is not None and item_schema.kind != "item")
+                or (pair_schema is not None and pair_schema.kind != "pair")):
+            raise CacheInputError("user_schema must be of kind 'user', item_schema of kind 'item' and "
+                                  "pair_schema of kind 'pair'")
+        if pair_schema is None and hasattr(pairs, "__len__") and len(pairs):
+            raise CacheInputError(f"refresh of {version!r}: pairs were given without a pair_schema")
         if item_schema is None and hasattr(items, "__len__") and len(items):  # a generator is checked later
             raise CacheInputError(f"refresh of {version!r}: items were given without an item_schema")
         start = time.perf_counter()
@@ -608,7 +632,8 @@ class CacheStore:
                                          reason="already active", seconds=time.perf_counter() - start)
                 report = RefreshReport(version, noop=False, previous=previous, active=previous)
                 try:
-                    self._write_and_verify(version, users, items, user_schema, item_schema, meta, lock, report)
+                    self._write_and_verify(version, users, items, user_schema, item_schema, meta, lock, report,
+                                           pairs, pair_schema)
                 except BaseException as e:
                     self._mark_failed(version, e)
                     raise
@@ -643,7 +668,9 @@ class CacheStore:
     def _write_and_verify(self, version: str, users: Iterable[tuple[Any, bytes]],
                           items: Iterable[tuple[Any, bytes]], user_schema: ValueSchema,
                           item_schema: ValueSchema | None, meta: dict[str, Any] | None,
-                          lock: _Lock, report: RefreshReport) -> None:
+                          lock: _Lock, report: RefreshReport,
+                          pairs: Iterable[tuple[Any, Iterable[tuple[Any, bytes]]]] = (),
+                          pair_schema: ValueSchema | None = None) -> None:
         if self.client.exists(self.keys.manifest(version)):
             # a partial (killed) or an inactive older write of the same version: start clean
             report.keys_unlinked += self._unlink_namespace(version, lock)
@@ -653,6 +680,7 @@ class CacheStore:
             "writer": f"{socket.gethostname()}:{os.getpid()}",
             "user_schema": json.dumps(user_schema.to_dict()),
             "item_schema": json.dumps(item_schema.to_dict() if item_schema else None),
+            "pair_schema": json.dumps(pair_schema.to_dict() if pair_schema else None),
             "meta": json.dumps(redact_obj(meta or {}), default=str)})
         t = time.perf_counter()
         n_users, user_bytes, user_sample = self._write_stream(version, "u", users, user_schema, lock)
@@ -661,17 +689,27 @@ class CacheStore:
             n_items, item_bytes, item_sample = self._write_stream(version, "i", items, item_schema, lock)
         elif any(True for _ in items):
             raise CacheInputError(f"refresh of {version!r}: items were given without an item_schema")
+        n_pair_users, n_pairs, pair_bytes, pair_sample = 0, 0, 0, []
+        if pair_schema is not None:
+            n_pair_users, n_pairs, pair_bytes, pair_sample = self._write_pairs(version, pairs, pair_schema, lock)
+        elif any(True for _ in pairs):
+            raise CacheInputError(f"refresh of {version!r}: pairs were given without a pair_schema")
         report.write_seconds = time.perf_counter() - t
-        report.users, report.items, report.bytes = n_users, n_items, user_bytes + item_bytes
+        report.users, report.items, report.bytes = n_users, n_items, user_bytes + item_bytes + pair_bytes
+        report.pairs, report.pair_users = n_pairs, n_pair_users
         t = time.perf_counter()
         self._verify(version, n_users, n_items, user_sample + item_sample,
-                     {"u": user_schema, "i": item_schema}, lock)
+                     {"u": user_schema, "i": item_schema}, lock,
+                     n_pair_users=n_pair_users, n_pairs=n_pairs, pair_sample=pair_sample, pair_schema=pair_schema)
         report.verify_seconds = time.perf_counter() - t
-        report.sample_checked = len(user_sample) + len(item_sample)
+        report.sample_checked = len(user_sample) + len(item_sample) + len(pair_sample)
+        checksums = dict(user_sample + item_sample)
+        checksums.update({f"{key}#{field}": digest for key, field, digest in pair_sample})
         self.client.hset(manifest, mapping={
             "status": "complete", "completed_at": _now(), "users": n_users, "items": n_items,
+            "pairs": n_pairs, "pair_users": n_pair_users,
             "bytes": report.bytes, "sample_checked": report.sample_checked,
-            "checksums": json.dumps(dict(user_sample + item_sample))})
+            "checksums": json.dumps(checksums)})
 
     def _write_stream(self, version: str, tag: str, pairs: Iterable[tuple[Any, bytes]],
                       schema: ValueSchema, lock: _Lock) -> tuple[int, int, list[tuple[str, str]]]:
@@ -741,19 +779,119 @@ class CacheStore:
             self.client.connection_pool.release(conn)
         return count, count * nbytes, sampler.checksums()
 
+    def _write_pairs(self, version: str, pairs: Iterable[tuple[Any, Iterable[tuple[Any, bytes]]]],
+                     schema: ValueSchema, lock: _Lock) -> tuple[int, int, int, list[tuple[str, str, str]]]:
+        """One HSET per user ({item id: pair value}), packed into batches of about
+        ``batch_size`` fields with ``depth`` batches in flight on one connection.
+
+        Returns (hashes written, pairs written, value bytes, [(key, field, checksum)]
+        reservoir sample of the pairs).
+        """
+        base = (self.keys.ns(version) + "p:").encode()
+        header, nbytes = schema.header(version), schema.nbytes
+        head_len, value_prefix = len(header), b"$%d\r\n" % nbytes
+        sampler = _Reservoir(self.sample_size, random.Random(f"{self.seed}:{version}:p"))
+        n_users = n_pairs = 0
+        batches: deque[tuple[int, bool]] = deque()  # (HSET replies, renew reply?) per batch sent
+        commands: list[bytes] = []
+        in_batch = 0
+        conn = self.client.connection_pool.get_connection()
+        total = len(pairs) if hasattr(pairs, "__len__") else None
+
+        def send_batch() -> None:
+            nonlocal commands, in_batch
+            renew = lock.due()
+            if renew:
+                commands.append(_resp(b"EVALSHA", self._renew.sha.encode(), b"1", self.keys.lock.encode(),
+                                      lock.token.encode(), str(lock.ttl_ms).encode()))
+                lock.renewed_at = time.monotonic()
+            conn.send_packed_command([b"".join(commands)], check_health=False)
+            batches.append((len(commands) - renew, renew))
+            commands, in_batch = [], 0
+            while len(batches) > self.depth:
+                read_batch()
+
+        def read_batch() -> None:
+            n_hset, renew = batches.popleft()
+            for _ in range(n_hset):
+                conn.read_response()
+            if renew and not conn.read_response():
+                raise CacheBusyError(f"lost the cache lock of {self.where} while writing {version!r}")
+
+        try:
+            self.client.script_load(_RENEW_LUA)  # the pipelined EVALSHA needs it on the server
+            with tqdm(total=total, unit="user", desc=f"cache {version} pairs", disable=not self.progress,
+                      mininterval=1.0, leave=False) as bar:
+                for raw_user, entries in pairs:
+                    key = base + cache_id(raw_user).encode()
+                    parts: list[bytes] = []
+                    k = 0
+                    for raw_item, value in entries:
+                        field_ = cache_id(raw_item).encode()
+                        if len(value) != nbytes or value[:head_len] != header:
+                            schema.check(value, version, f"{key.decode()}#{field_.decode()}", header=header)
+                        sampler.offer(n_pairs + k, (key, field_), value)
+                        parts += (b"$%d\r\n" % len(field_), field_, b"\r\n", value_prefix, value, b"\r\n")
+                        k += 1
+                    bar.update(1)
+                    if not k:
+                        continue  # a user without pairs has no hash
+                    commands.append(b"*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n" % (2 + 2 * k, len(key), key)
+                                    + b"".join(parts))
+                    n_users += 1
+                    n_pairs += k
+                    in_batch += k
+                    if in_batch >= self.batch_size:
+                        send_batch()
+                if commands:
+                    send_batch()
+                while batches:
+                    read_batch()
+        except BaseException:
+            conn.disconnect()  # unread replies: this connection's protocol state is unknown
+            raise
+        finally:
+            self.client.connection_pool.release(conn)
+        sample = [(key.decode(), field_.decode(), _digest(value)) for (key, field_), value in sampler.items]
+        return n_users, n_pairs, n_pairs * nbytes, sample
+
     def _verify(self, version: str, n_users: int, n_items: int, sample: list[tuple[str, str]],
-                schemas: dict[str, ValueSchema | None], lock: _Lock) -> None:
-        """Exact key counts (SCAN of the namespace) and the sample's checksums, before any flip."""
+                schemas: dict[str, ValueSchema | None], lock: _Lock, n_pair_users: int = 0, n_pairs: int = 0,
+                pair_sample: list[tuple[str, str, str]] = (), pair_schema: ValueSchema | None = None) -> None:
+        """Exact key counts (SCAN of the namespace; pair hashes and their fields) and the
+        sample's checksums, before any flip."""
         ns = self.keys.ns(version)
-        counts = {"u": 0, "i": 0}
+        counts = {"u": 0, "i": 0, "pu": 0, "p": 0}
         cursor, pattern = b"0", _glob_escape(ns) + "*"
         while True:
-            cursor, users, items = self._count(args=[cursor, pattern, _SCAN_COUNT, len(ns.encode())])
+            cursor, users, items, pair_users, pairs = self._count(
+                args=[cursor, pattern, _SCAN_COUNT, len(ns.encode())])
             counts["u"] += users
             counts["i"] += items
+            counts["pu"] += pair_users
+            counts["p"] += pairs
             lock.maybe_renew()
             if cursor in (b"0", "0"):
                 break
+        if (counts["pu"], counts["p"]) != (n_pair_users, n_pairs):
+            raise CacheVerificationError(
+                f"refresh of {version!r}: wrote {n_pairs} pairs of {n_pair_users} users but the namespace "
+                f"holds {counts['p']} pairs in {counts['pu']} hashes (duplicate (user, item) pairs or users "
+                f"in the input, or keys lost); nothing was flipped")
+        if pair_sample:
+            pipe = self.client.pipeline(transaction=False)
+            for key, field_, _ in pair_sample:
+                pipe.hget(key, field_)
+            bad_pairs = []
+            for (key, field_, digest), value in zip(pair_sample, pipe.execute()):
+                if value is None or _digest(value) != digest:
+                    bad_pairs.append(f"{key}#{field_}")
+                    continue
+                pair_schema.decode(value, version, f"{key}#{field_}")
+            if bad_pairs:
+                raise CacheVerificationError(f"refresh of {version!r}: {len(bad_pairs)} of {len(pair_sample)} "
+                                             f"sampled pair values read back differ from what was written "
+                                             f"(e.g. {bad_pairs[:3]}); nothing was flipped")
         if (counts["u"], counts["i"]) != (n_users, n_items):
             raise CacheVerificationError(
                 f"refresh of {version!r}: wrote {n_users} users and {n_items} items but the namespace "
@@ -881,12 +1019,15 @@ class CacheRead(NamedTuple):
     """One consistent read: every value comes from ``version``.
 
     user: the user's value (None if the user is not cached: a cold user); items: one entry
-    per asked item id, in order (None where the item is not cached).
+    per asked item id, in order (None where the item is not cached); pairs (reads with
+    ``pairs=True``): the user's pair value of each asked item, in order (None where the
+    user never bought it, or no pairs are cached), else None.
     """
 
     version: str
     user: DecodedValue | None
     items: list[DecodedValue | None]
+    pairs: list[DecodedValue | None] | None = None
 
 
 class CacheReader:
@@ -910,10 +1051,12 @@ class CacheReader:
         self.max_items = max_items
         self.where = describe_client(client)
         self._read = client.register_script(_READ_LUA)
-        self._schemas: dict[str, tuple[ValueSchema, ValueSchema | None]] = {}
+        self._schemas: dict[str, tuple[ValueSchema, ValueSchema | None, ValueSchema | None]] = {}
 
-    def read(self, user_id: Any | None, item_ids: Sequence[Any] = (), version: str | None = None) -> CacheRead:
-        """Resolve the active (or the given) version and read the user's and the items' values.
+    def read(self, user_id: Any | None, item_ids: Sequence[Any] = (), version: str | None = None,
+             pairs: bool = False) -> CacheRead:
+        """Resolve the active (or the given) version and read the user's and the items' values
+        (and with ``pairs`` and a user, the user's pair values of the items: same round trip).
 
         Raises ``VersionNotFoundError`` when there is no active version or the pinned one is
         not complete, ``CacheUnavailableError`` when the server does not answer.
@@ -921,7 +1064,8 @@ class CacheReader:
         if len(item_ids) > self.max_items:
             raise CacheInputError(f"{len(item_ids)} candidates in one read; at most {self.max_items}")
         pinned = check_name(version) if version is not None else ""
-        args = [self.keys.prefix, pinned, "1" if user_id is not None else "0",
+        with_pairs = pairs and user_id is not None
+        args = [self.keys.prefix, pinned, ("2" if with_pairs else "1") if user_id is not None else "0",
                 cache_id(user_id) if user_id is not None else ""] + [cache_id(i) for i in item_ids]
         try:
             reply = self._read(keys=[self.keys.active], args=args)
@@ -947,20 +1091,33 @@ class CacheReader:
                                         f"not {tag}: the namespace holds values of another version")
             decoded.append(d)
         user = decoded.pop(0) if user_id is not None else None
+        if with_pairs:
+            n = len(item_ids)
+            return CacheRead(resolved, user, decoded[:n], decoded[n:] if n else [])
         return CacheRead(resolved, user, decoded)
 
     def schemas(self, version: str) -> tuple[ValueSchema, ValueSchema | None]:
         """(user schema, item schema) of a version, from its manifest (cached per version):
         the aggregates' field names."""
+        return self._all_schemas(version)[:2]
+
+    def pair_schema(self, version: str) -> ValueSchema | None:
+        """The pair values' schema of a version (None if it caches no pairs)."""
+        return self._all_schemas(version)[2]
+
+    def _all_schemas(self, version: str) -> tuple[ValueSchema, ValueSchema | None, ValueSchema | None]:
         if version not in self._schemas:
             try:
-                raw = self.client.hmget(self.keys.manifest(check_name(version)), ["user_schema", "item_schema"])
+                raw = self.client.hmget(self.keys.manifest(check_name(version)),
+                                        ["user_schema", "item_schema", "pair_schema"])
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
                 raise CacheUnavailableError(f"cache read: the Redis at {self.where} is unreachable "
                                             f"({redact_exception(e)})") from None
             if raw[0] is None:
                 raise VersionNotFoundError(f"cache version {version!r} has no manifest in {self.where}")
             item = json.loads(raw[1]) if raw[1] else None
+            pair = json.loads(raw[2]) if raw[2] else None
             self._schemas[version] = (ValueSchema.from_dict(json.loads(raw[0])),
-                                      ValueSchema.from_dict(item) if item else None)
+                                      ValueSchema.from_dict(item) if item else None,
+                                      ValueSchema.from_dict(pair) if pair else None)
         return self._schemas[version]
