@@ -150,3 +150,17 @@ def test_unreachable_host_is_one_clear_error(monkeypatch):
     with pytest.raises(S.ScheduleError, match=f"cannot reach the KFP API at http://127.0.0.1:{port}") as exc:
         _cli(["schedule", "list", "--host", f"http://127.0.0.1:{port}"])
     assert "sekrit" not in str(exc.value)
+
+
+def test_quantrec_cli_reports_schedule_errors_in_one_redacted_line(monkeypatch, capsys):
+    import socket
+
+    from pipelines.cli import main
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("QUANTREC_KFP_TOKEN", "sekrit-token-123")
+    assert main(["schedule", "list", "--host", f"http://user:pw-xyz@127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("quantrec schedule: error: cannot reach the KFP API")
+    assert "pw-xyz" not in err and "sekrit" not in err
