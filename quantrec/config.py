@@ -57,7 +57,7 @@ class ModelsConfig:
 
     preset: str = "small"
     max_train_rows: int = 100_000
-    daily: tuple[str, ...] = ("rqreg", "wlr")
+    daily: tuple[str, ...] = ("rqreg", "wlr", "dmqn")
     baseline: str = "wlr"
     models: dict = field(default_factory=dict)
 

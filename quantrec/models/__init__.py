@@ -18,6 +18,7 @@ Adding a model = a class + ``register_model(cls)`` (+ a config entry to train it
 from __future__ import annotations
 
 from quantrec.models.base import NEEDS, OUTPUTS, ModelInputs
+from quantrec.models.dmqn import DMQNConfig, DMQNModel
 from quantrec.models.gr import GRConfig, GRModel
 from quantrec.models.lgbm import LGBMConfig, LGBMModel
 from quantrec.models.mlp import MLPConfig, MLPModel
@@ -50,10 +51,8 @@ def register_model(cls: type) -> type:
     return cls
 
 
-for _cls in (RQRegModel, WLRModel, MLPModel, LGBMModel):
+for _cls in (RQRegModel, WLRModel, MLPModel, LGBMModel, GRModel, ZILNModel, DMQNModel):
     register_model(_cls)
-register_model(GRModel)
-register_model(ZILNModel)
 
 
 def load_model(path: str):
@@ -71,5 +70,6 @@ def load_model(path: str):
     return MODELS[name].load(path)
 
 
-__all__ = ["MODELS", "register_model", "load_model", "ModelInputs", "RQRegModel", "RQRegConfig",
-           "WLRModel", "WLRConfig", "MLPModel", "MLPConfig", "LGBMModel", "LGBMConfig"]
+__all__ = ["MODELS", "register_model", "load_model", "ModelInputs", "RQRegModel", "RQRegConfig", "WLRModel",
+           "WLRConfig", "DMQNModel", "DMQNConfig", "GRModel", "GRConfig", "ZILNModel", "ZILNConfig", "MLPModel",
+           "MLPConfig", "LGBMModel", "LGBMConfig"]

@@ -75,6 +75,7 @@ def train_stage(task: str, table_path: str, config: RunConfig, out_dir: str, cha
 def _train_one(name: str, cls: type, config: RunConfig, tr, va, inputs, out_dir: str, champion: ChampionInfo,
                codebook_reused: bool, checkpoint_dir: str | None) -> dict[str, Any]:
     from quantrec.models import load_model
+    from quantrec.models.base import metric_name
 
     cfg = config.models.model_config(name)
     model = cls(cfg)
@@ -99,7 +100,7 @@ def _train_one(name: str, cls: type, config: RunConfig, tr, va, inputs, out_dir:
     seconds = time.perf_counter() - t0
     model.save(ck.join(out_dir, name))
     report = getattr(model, "warm_start_report", None) or {}
-    return {"task": cfg.task, "output": cls.output, "metric": model.metric,
+    return {"task": cfg.task, "output": cls.output, "metric": metric_name(cls.output),
             "val_metric": float(result.best_metric), "epochs": int(result.epochs_run),
             "diverged": bool(result.diverged), "train_rows": int(len(tr)), "val_rows": int(len(va)),
             "seconds": round(seconds, 2), "warm_start_from": warm_from, "warm_start_skipped": why_not,

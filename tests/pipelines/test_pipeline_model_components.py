@@ -86,6 +86,9 @@ def test_cold_start_fits_codebook_trains_evaluates_and_publishes_nothing_without
     assert set(gm) == {"rqreg", "wlr"} and gm["rqreg"]["warm_start_from"] is None and gm["rqreg"]["epochs"] == 1
     assert gm["rqreg"]["metric"] == "mae" and gm["wlr"]["warm_start_skipped"] == "no champion"
     assert {"gmv/RQ-Reg/MAE", "gmv/WLR/MAE", "gmv/RQ-Reg/XAUC", "gmv/WLR/Norm-Gini"} <= set(a["metrics"].metadata)
+    pm = a["purchase_models"].metadata["models"]
+    assert set(pm) == {"dmqn"} and pm["dmqn"]["metric"] == "logloss" and pm["dmqn"]["task"] == "purchase"
+    assert {"purchase/DMQN/AUC", "purchase/DMQN/logloss"} <= set(a["metrics"].metadata)
     assert a["report"].metadata["n_eval/gmv"] > 100
 
 
@@ -96,7 +99,8 @@ def test_publish_then_champion_codebook_reused_and_weights_copied(tmp_path, tabl
     manifest = reg.get(v1).manifest
     assert manifest["data_fingerprint"] == tables["snapshot"].metadata["digest"]
     assert manifest["codebook_source"] == "fitted" and manifest["codebook_fitted_on"] == SLICE_RUN_DATE
-    assert manifest["roles"] == {"baseline": "wlr", "gmv": ["rqreg"]}
+    assert manifest["roles"] == {"baseline": "wlr", "gmv": ["rqreg"], "purchase": ["dmqn"]}
+    assert "models/dmqn" in manifest["artifacts"] and manifest["metrics"]["purchase/DMQN/AUC"] > 0.5
     assert manifest["metrics"]["gmv/RQ-Reg/MAE"] > 0 and manifest["training"]["wlr"]["epochs"] == 1
     # a retried publish of the same content is the same version, not an error
     again = publish.python_func(registry=reg.root, run_date=SLICE_RUN_DATE, config=SLICE_CONFIG,
@@ -119,6 +123,7 @@ def test_publish_then_champion_codebook_reused_and_weights_copied(tmp_path, tabl
     with pytest.raises(PromotionConflict, match="not the expected None"):
         promote.python_func(registry=reg.root, version=second["published"], champion=first["champion"])
     gm = second["gmv_models"].metadata["models"]
+    assert second["purchase_models"].metadata["models"]["dmqn"]["warm_start_from"] == v1
     for name in ("rqreg", "wlr"):
         assert gm[name]["warm_start_from"] == v1
         assert gm[name]["warm_start_copied"] > 3 and gm[name]["warm_start_embedding_rows"] > 100
