@@ -50,3 +50,46 @@ def own_server():
     yield make
     for server in servers:
         server.stop()
+
+
+# ---- the scoring service's fixtures ------------------------------------------------------------
+@pytest.fixture(autouse=True, scope="module")
+def _dmqn_in_models():
+    """DMQN in quantrec.models.MODELS while a serving test module runs (see serving_fixtures)."""
+    from serving_fixtures import dmqn_registered
+    with dmqn_registered():
+        yield
+
+
+@pytest.fixture(scope="session")
+def served_version(tmp_path_factory):
+    """A promoted registry version with RQ-Reg, WLR and DMQN trained on a real-data slice."""
+    from serving_fixtures import build_version, dmqn_registered
+    with dmqn_registered():
+        return build_version(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="session")
+def served_values(served_version):
+    """The cache values of the served version for requests on the LAST eval day D of its
+    replay table (events < D; float32 states), computed once: tests write them with
+    ``CacheStore.refresh`` (``write_values``). Returns (values, D, events, replay)."""
+    import pandas as pd
+
+    from quantrec.data import schema as S
+    from quantrec.data.tasks import read_table
+    from quantrec.models import load_model
+    from quantrec.registry import Registry
+    from quantrec.serving.refresh import CacheConfig, build_cache_values
+    from serving_fixtures import dmqn_registered
+
+    replay = read_table(served_version["paths"]["replay"])
+    events = read_table(served_version["paths"]["events"])
+    day = pd.Timestamp(replay[S.DAY].max())
+    v = Registry(served_version["registry"]).get(served_version["version"])
+    with dmqn_registered():
+        dmqn = load_model(v.artifact("models/dmqn"))
+    values = build_cache_values(served_version["version"], events, day, dmqn, CacheConfig(state_dtype="float32"),
+                                purchase_name="dmqn", progress=False)
+    return values, day, events, replay
+

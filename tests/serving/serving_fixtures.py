@@ -1,0 +1,109 @@
+"""A real registry version to serve: tiny RQ-Reg / WLR / DMQN trained on a slice of the real
+data through the pipeline's own stages (codebook, train, shadow, publish), then promoted.
+
+DMQN is not (yet) in ``quantrec.models.MODELS``: ``dmqn_registered`` adds it while a test
+module runs (the service loads models through ``load_model``, which dispatches on MODELS)
+and removes it afterwards. The DMQN is trained by its own ``fit`` (``train_stage`` reads a
+``metric`` attribute DMQNModel does not have yet) and written where ``train_stage``
+would write it, with the ``models.json`` the shadow and publish stages read.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+SLICE_START, SLICE_END, RUN_DATE = "2011-01-04", "2011-03-01", "2011-02-25"
+CONFIG = {
+    "tasks": {"windows": {"eval_days": 2, "val_days": 3, "train_days": 40}, "purchase_train_days": 7},
+    "models": {"daily": ["rqreg", "wlr", "dmqn"], "max_train_rows": 2000, "models": {
+        "rqreg": {"d_model": 16, "code_emb_dim": 8, "feat_emb_dim": 4, "layers": 2, "codebook_size": 16,
+                  "train": {"epochs": 1, "batch_size": 256, "progress": False}},
+        "wlr": {"d_model": 16, "emb_dim": 4, "train": {"epochs": 1, "batch_size": 256, "progress": False}},
+        "dmqn": {"item_dim": 8, "d_model": 8, "codebooks": 2, "codewords": 4, "code_dim": 4, "hstu_blocks": 1,
+                 "hstu_heads": 1, "hstu_attn_dim": 4, "hstu_linear_dim": 4, "ctam_heads": 1, "mlp_hidden": 8,
+                 "max_train_requests": 200, "train": {"epochs": 1, "batch_size": 32, "progress": False}}}},
+}
+
+
+@contextmanager
+def dmqn_registered():
+    from quantrec.models import MODELS, register_model
+    from quantrec.models.dmqn import DMQNModel
+    added = "dmqn" not in MODELS
+    if added:
+        register_model(DMQNModel)
+    try:
+        yield
+    finally:
+        if added:
+            MODELS.pop("dmqn", None)
+
+
+def build_version(root: Path) -> dict:
+    """Tables, models, shadow decision and a promoted registry version under ``root``."""
+    from quantrec.config import RunConfig
+    from quantrec.data.load import load_transactions
+    from quantrec.data.spec import load_spec, resolve_data_url
+    from quantrec.data.tasks import tables_from_raw, write_table
+    from quantrec.models import ModelInputs
+    from quantrec.models.dmqn import DMQNModel
+    from quantrec.registry import Registry
+    from quantrec.stages.champion import ChampionInfo
+    from quantrec.stages.codebook import fit_codebook_stage
+    from quantrec.stages.common import train_val_frames
+    from quantrec.stages.publish import decision_record, publish_stage
+    from quantrec.stages.shadow import shadow_stage
+    from quantrec.stages.train import train_stage
+
+    root.mkdir(parents=True, exist_ok=True)
+    spec = load_spec()
+    src = pd.read_parquet(resolve_data_url(spec))
+    src = src[(src["InvoiceDate"] >= SLICE_START) & (src["InvoiceDate"] < SLICE_END)]
+    src.to_parquet(root / "slice.parquet", index=False)
+    raw = load_transactions(str(root / "slice.parquet"), spec)
+    cfg = RunConfig.from_dict(CONFIG)
+    tables = tables_from_raw(raw, RUN_DATE, spec, cfg.tasks).tables
+    paths = {}
+    for name, frame in tables.items():
+        paths[name] = str(root / f"{name}.parquet")
+        write_table(frame, paths[name], name)
+    champion = ChampionInfo()
+    cb = fit_codebook_stage(paths["gmv"], cfg, champion, str(root / "codebook.json"), str(root / "cb.html"),
+                            str(root / "cb.json"), "fixture")
+    gmv_dir, purchase_dir = str(root / "gmv_models"), str(root / "purchase_models")
+    train_stage("gmv", paths["gmv"], cfg, gmv_dir, champion, codebook_path=str(root / "codebook.json"),
+                events_path=paths["events"])
+    tr, va = train_val_frames(paths["purchase"], 0, "label")
+    dmqn = DMQNModel(cfg.models.model_config("dmqn"))
+    result = dmqn.fit(tr, va, ModelInputs(events=tables["events"]))
+    dmqn.save(f"{purchase_dir}/dmqn")
+    (Path(purchase_dir) / "models.json").write_text(json.dumps(
+        {"task": "purchase", "models": {"dmqn": {"task": "purchase", "val_metric": float(result.best_metric)}}}))
+    shadow_stage(paths["replay"], paths["purchase"], [gmv_dir, purchase_dir], champion, cfg,
+                 str(root / "shadow.html"), str(root / "decision.json"), events_path=paths["events"])
+    (root / "evaluation.json").write_text(json.dumps({"note": "not evaluated: a serving-test fixture"}))
+    reg = Registry(str(root / "registry"), create=True)
+    out = publish_stage(reg.root, RUN_DATE, cfg, champion, "serving-fixture", str(root / "codebook.json"), cb,
+                        [gmv_dir, purchase_dir], str(root / "evaluation.json"), {},
+                        decision=decision_record(str(root / "decision.json")))
+    reg.promote(out["version"])
+    return {"root": root, "registry": reg.root, "version": out["version"], "paths": paths, "run_date": RUN_DATE,
+            "config": CONFIG}
+
+
+def write_values(client, values, prefix: str = "quantrec", version: str | None = None, **store_kwargs):
+    """Refresh the cache of ``client`` with precomputed ``values`` (as another version name
+    when ``version`` is given: the values are re-encoded with that version's tag)."""
+    import dataclasses
+
+    from quantrec.serving.cache import CacheStore
+    if version is not None:
+        values = dataclasses.replace(values, version=version)
+    store = CacheStore(client, prefix=prefix, progress=False, **store_kwargs)
+    return store.refresh(values.version, values.users(), values.items(), user_schema=values.user_schema,
+                         item_schema=values.item_schema, pairs=values.pairs(), pair_schema=values.pair_schema,
+                         meta=values.meta())
