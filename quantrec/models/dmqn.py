@@ -25,7 +25,8 @@ packed as values + offsets, see ``quantrec.data.sequences``)::
           (1) multi-head softmax target attention over the valid clusters + a learned
               "nothing" slot; (2) cluster-aware: c's OWN cluster in each codebook (the
               codeword its item embedding is assigned to) read from the state;
-          MLP([c, interest, c * interest, own clusters, mean cluster, log #clusters])
+          MLP([c, interest, c * interest, own clusters, <c, own cluster_n> for each
+              codebook n (bilinear), mean cluster, log #clusters]) + per-item bias
     loss  BCE (per-row mean over the GLOBAL batch, exact under DDP)
           + diversity_weight * mean_n (1 - H(mean_p softmax(l_pn)) / log W)
 
@@ -91,7 +92,9 @@ class DMQNConfig:
     ICIM: hstu_blocks, hstu_heads, hstu_attn_dim, hstu_linear_dim, time_buckets,
     use_time_bias. CTAM: ctam_heads, mlp_hidden, item_bias (a learned per-item logit
     offset, the "wide" term of factorisation models: popularity without going through
-    the MLP). ``train.batch_size`` counts REQUESTS.
+    the MLP), own_bilinear (N explicit scores <W_q c, W_k own cluster_n> of the candidate
+    against its own cluster in each codebook, fed to the MLP: on the 2011-12-10 run
+    +0.02 val AUC at 6 epochs). ``train.batch_size`` counts REQUESTS.
     """
 
     task: str = "purchase"
@@ -119,6 +122,7 @@ class DMQNConfig:
     ctam_heads: int = 2
     mlp_hidden: int = 64
     item_bias: bool = True
+    own_bilinear: bool = True
     dropout: float = 0.1
     eval_requests: int = 64
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
@@ -338,7 +342,11 @@ class CTAM(nn.Module):
         self.null_kv = nn.Parameter(torch.randn(2, d) * 0.02)                 # "nothing" slot
         self.out = nn.Linear(d, d)
         self.own = nn.Linear(N * (d + 1), d)
-        self.mlp = nn.Sequential(nn.Linear(5 * d + 1, cfg.mlp_hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+        self.own_bilinear = cfg.own_bilinear
+        n_bil = N if cfg.own_bilinear else 0
+        if cfg.own_bilinear:
+            self.own_q, self.own_k = nn.Linear(d, d), nn.Linear(d + 1, d)
+        self.mlp = nn.Sequential(nn.Linear(5 * d + 1 + n_bil, cfg.mlp_hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
                                  nn.Linear(cfg.mlp_hidden, cfg.mlp_hidden // 2), nn.ReLU(),
                                  nn.Linear(cfg.mlp_hidden // 2, 1))
 
@@ -366,8 +374,10 @@ class CTAM(nn.Module):
         own_h = self.own(own_rows.reshape(own_rows.shape[0], -1))             # (R, d)
         n_valid = valid.sum(1, keepdim=True)                                  # (B, 1)
         summary = (h * valid[..., None]).sum(1) / n_valid.clamp(min=1)        # (B, d)
-        x = torch.cat([cand, inter, cand * inter, own_h, summary[row_unit],
-                       torch.log1p(n_valid.float())[row_unit]], dim=1)
+        parts = [cand, inter, cand * inter, own_h, summary[row_unit], torch.log1p(n_valid.float())[row_unit]]
+        if self.own_bilinear:   # (R, N): how well c matches its own cluster in each codebook
+            parts.append(torch.einsum("rd,rnd->rn", self.own_q(cand), self.own_k(own_rows)) / math.sqrt(cand.shape[1]))
+        x = torch.cat(parts, dim=1)
         attn = w.permute(0, 2, 1, 3).reshape(K * T, H, C + 1)[slot]           # (R, H, C+1)
         return self.mlp(x).squeeze(-1), attn
 
