@@ -123,7 +123,9 @@ def load_serving_models(registry: Any, version: str, meta: dict[str, Any]) -> Se
     """The models of ``version`` (a ``Registry``) for the cache values described by ``meta``
     (the version's cache manifest meta: its feature layout and purchase model)."""
     from quantrec.models import load_model
-    from quantrec.stages.champion import model_key
+
+    def model_key(name: str) -> str:  # the registry's layout: versions/<version>/models/<name>
+        return f"models/{name}"
 
     v = registry.get(version)
     roles = v.manifest.get("roles") or {}
