@@ -155,6 +155,25 @@ def test_config_presets_and_task():
 
 
 # ---- the trained model ----------------------------------------------------------------------
+def test_paper_preset_builds_and_trains_a_step(world):
+    """The paper-size network runs forward + backward on a real-shaped batch."""
+    events, purchase = world
+    m = DMQNModel(DMQNConfig.paper())
+    from quantrec.data.sequences import ItemIndex
+    m.index = ItemIndex.fit(events, "2011-03-01", 1)
+    _, _, prov = m.provider(purchase[purchase[S.SPLIT] == "train"], events)
+    torch.manual_seed(0)
+    net = DMQNNet(m.index.size, m.config)
+    idx = np.arange(prov.n - 4, prov.n)                     # the latest requests: long histories
+    b = prov.batch(idx)
+    assert len(b["hist_item"]) > 20
+    logit, attn = net(b, 1.0)
+    logit.sum().backward()
+    assert logit.shape[0] == prov.rows(idx) and torch.isfinite(logit).all()
+    assert attn.shape[1:] == (m.config.ctam_heads, m.config.clusters + 1)
+    assert net.mcqm.codewords.grad is not None and net.icim.blocks[3].uvqk.weight.grad is not None
+
+
 def test_fit_predict_and_history_diagnostics(fitted, world):
     m, split = fitted
     events, _ = world
