@@ -94,3 +94,38 @@ def create_app(service: ScoringService) -> Any:
         return Response(content=body, media_type=content_type)
 
     return app
+
+
+CONFIG_ENV = "QUANTREC_SERVE_CONFIG"
+
+
+def app_from_env() -> Any:
+    """The app of a uvicorn worker (``uvicorn quantrec.serving.app:app_from_env --factory``):
+    the ``ServiceConfig`` comes as JSON in $QUANTREC_SERVE_CONFIG (``quantrec serve`` sets
+    it); the models of the active version are loaded before the worker accepts requests."""
+    import json
+    import os
+
+    from quantrec.serving.service import ServiceConfig
+
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        raise ValueError(f"${CONFIG_ENV} is not set: start the service with `quantrec serve`")
+    service = ScoringService(ServiceConfig(**json.loads(raw)))
+    warm_up(service)
+    return create_app(service)
+
+
+def warm_up(service: ScoringService) -> str:
+    """Load the models of the version the cache points at now; returns a one-line status
+    (never raises: a cache that is down or empty is served as 503 until it is back)."""
+    from quantrec.redact import redact
+    from quantrec.serving.cache import CacheError
+    from quantrec.serving.service import ServiceError
+
+    try:
+        version = service.active_version()
+        service.models_for(version)
+        return f"serving version {version}"
+    except (CacheError, ServiceError) as e:
+        return redact(f"not ready yet: {e}")
