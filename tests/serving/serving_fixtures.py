@@ -43,8 +43,12 @@ def dmqn_registered():
             MODELS.pop("dmqn", None)
 
 
-def build_version(root: Path) -> dict:
-    """Tables, models, shadow decision and a promoted registry version under ``root``."""
+def build_version(root: Path, config: dict | None = None, start: str = SLICE_START, end: str = SLICE_END,
+                  run_date: str = RUN_DATE) -> dict:
+    """Tables, models, shadow decision and a promoted registry version under ``root``
+    (``config``: the run config, default ``CONFIG``: tiny models; the serving benchmark
+    passes the daily model sizes)."""
+    config = config or CONFIG
     from quantrec.config import RunConfig
     from quantrec.data.load import load_transactions
     from quantrec.data.spec import load_spec, resolve_data_url
@@ -62,11 +66,11 @@ def build_version(root: Path) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     spec = load_spec()
     src = pd.read_parquet(resolve_data_url(spec))
-    src = src[(src["InvoiceDate"] >= SLICE_START) & (src["InvoiceDate"] < SLICE_END)]
+    src = src[(src["InvoiceDate"] >= start) & (src["InvoiceDate"] < end)]
     src.to_parquet(root / "slice.parquet", index=False)
     raw = load_transactions(str(root / "slice.parquet"), spec)
-    cfg = RunConfig.from_dict(CONFIG)
-    tables = tables_from_raw(raw, RUN_DATE, spec, cfg.tasks).tables
+    cfg = RunConfig.from_dict(config)
+    tables = tables_from_raw(raw, run_date, spec, cfg.tasks).tables
     paths = {}
     for name, frame in tables.items():
         paths[name] = str(root / f"{name}.parquet")
@@ -87,12 +91,12 @@ def build_version(root: Path) -> dict:
                  str(root / "shadow.html"), str(root / "decision.json"), events_path=paths["events"])
     (root / "evaluation.json").write_text(json.dumps({"note": "not evaluated: a serving-test fixture"}))
     reg = Registry(str(root / "registry"), create=True)
-    out = publish_stage(reg.root, RUN_DATE, cfg, champion, "serving-fixture", str(root / "codebook.json"), cb,
+    out = publish_stage(reg.root, run_date, cfg, champion, "serving-fixture", str(root / "codebook.json"), cb,
                         [gmv_dir, purchase_dir], str(root / "evaluation.json"), {},
                         decision=decision_record(str(root / "decision.json")))
     reg.promote(out["version"])
-    return {"root": root, "registry": reg.root, "version": out["version"], "paths": paths, "run_date": RUN_DATE,
-            "config": CONFIG}
+    return {"root": root, "registry": reg.root, "version": out["version"], "paths": paths, "run_date": run_date,
+            "config": config}
 
 
 def write_values(client, values, prefix: str = "quantrec", version: str | None = None, **store_kwargs):
