@@ -50,14 +50,18 @@ COLUMNS = {"gmv": ["MAE", "XAUC", "Norm-Gini", "Spearman"],
 
 
 def read_selection(paths: list[str]) -> dict[tuple[str, str], dict]:
-    """(task, family) -> the tuning record with the lowest val MAE over the files."""
+    """(task, family) -> the tuning record with the best val metric over the files (the
+    metric each file was selected by: its ``select_by``, MAE when absent)."""
+    from gmv_tuning import SELECT_BY
     best: dict[tuple[str, str], dict] = {}
     for p in paths:
         d = json.loads(Path(p).read_text())
+        by = d.get("select_by", "MAE")
         for r in d.get("records", []):
             k = (d.get("task", "gmv"), r["family"])
-            if "val" in r and (k not in best or r["val"]["MAE"] < best[k]["val"]["MAE"]):
-                best[k] = {**r, "file": p}
+            score = SELECT_BY[by] * r["val"][by] if "val" in r else None
+            if score is not None and (k not in best or score < best[k]["_score"]):
+                best[k] = {**r, "file": p, "select_by": by, "_score": score}
     return best
 
 
@@ -115,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     log = ResultLog(a.json, {"key": bundle.key, **choice.describe(), "max_train_rows": a.max_train_rows,
                              "quick": a.quick, "skipped": bundle.skipped,
                              "selection": {f"{t}/{f}": {"trial": r["trial"], "overrides": r["overrides"],
-                                                         "val_MAE": r["val"]["MAE"], "file": r["file"]}
+                                                         "select_by": r["select_by"],
+                                                         f"val_{r['select_by']}": r["val"][r["select_by"]],
+                                                         "file": r["file"]}
                                            for (t, f), r in selection.items()}})
     for task, frame in bundle.tables.items():
         tr, va, ev = split_frames(frame, a.max_train_rows)

@@ -241,3 +241,23 @@ def test_categorical_columns_are_a_config_choice(gmv_frames):
     assert np.isfinite(m.predict(ev)).all()
     with pytest.raises(ValueError, match="not categorical features"):
         RQRegModel(_tiny(categorical=("user_id", "basket"))).fit(tr, va)
+
+
+@pytest.mark.parametrize("backbone", ["lstm", "rnn", "transformer"])
+def test_first_layer_paths_follow_every_backbone(gmv_frames, backbone):
+    """Feeding layer-1 code c by hand and continuing softly equals the model's own
+    forward with c as the ground-truth first input (sample = soft from step 2 on)."""
+    tr, va, ev = gmv_frames
+    m = RQRegModel(_tiny(backbone=backbone, layers=3, codebook_size=5))
+    m.fit(tr, va)
+    m.net.eval()
+    d = m.tensors(ev.head(7), with_targets=False)
+    first = m._first_ids()
+    with torch.no_grad():
+        z, w = m.net.first_layer_paths(d["num"], d["cat"], first)
+        for c in (0, 3):
+            tok_in = torch.tensor([[1, int(first[c]), 0]]).repeat(7, 1)
+            out = m.net(d["num"], d["cat"], tok_in, torch.tensor([False, False, True]))
+            want = m.net.vocab_values[first[c]] + out["steps"][:, 1:].sum(1)
+            torch.testing.assert_close(z[:, c], want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w.sum(1), torch.ones(7), rtol=1e-5, atol=1e-5)
