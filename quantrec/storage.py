@@ -89,6 +89,25 @@ def storage_options(url: str) -> dict:
     return {}
 
 
+def apply_gcs_defaults() -> dict:
+    """Make every plain ``fsspec.open("gs://...")`` of this process (checkpoints, codebooks,
+    reports: the calls that do not ask ``storage_options``) use the same settings as
+    ``storage_options``: the $QUANTREC_GCS_TOKEN token, or anonymous access and plain gcsfs
+    with an emulator. Sets fsspec's per-protocol defaults; returns them ({} = nothing to set).
+    Call it once at the start of a process that touches gs:// (a pipeline task)."""
+    import fsspec.config
+
+    token = os.environ.get(GCS_TOKEN_ENV)
+    if gcs_emulator():
+        _plain_gcsfs_for_emulator()
+        token = token or "anon"
+    if not token:
+        return {}
+    for protocol in ("gs", "gcs"):
+        fsspec.config.conf.setdefault(protocol, {})["token"] = token
+    return {"token": token}
+
+
 def gcs_client(url: str) -> Any:
     """A ``google.cloud.storage.Client`` with the credentials ``storage_options(url)``
     gives gcsfs: the emulator's anonymous client, a key file named by

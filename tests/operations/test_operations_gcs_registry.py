@@ -94,3 +94,32 @@ def test_gs_emulator_needs_no_credentials(gcs):
     assert gcs_emulator() == gcs.url
     assert storage_options("gs://b/x") == {"token": "anon"}
     assert os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] == "false"
+
+
+def test_apply_gcs_defaults_reaches_plain_fsspec_calls(gcs, tmp_path, monkeypatch):
+    """Code that opens gs:// without asking storage_options (checkpoints, reports) gets the
+    same settings once apply_gcs_defaults ran: here anonymous access to the emulator."""
+    import fsspec
+    import fsspec.config
+
+    from quantrec.storage import apply_gcs_defaults
+    from quantrec.training import checkpoints as ck
+    saved = {k: dict(v) for k, v in fsspec.config.conf.items()}
+    try:
+        assert apply_gcs_defaults() == {"token": "anon"}
+        assert fsspec.config.conf["gs"]["token"] == "anon"
+        gcs.create_bucket("plain-calls")
+        ck.save_json("gs://plain-calls/ckpt/state.json", {"epoch": 3})
+        assert ck.load_json("gs://plain-calls/ckpt/state.json") == {"epoch": 3}
+        # real GCS: the configured token (a key file) reaches them too; without one, nothing is set
+        monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+        fsspec.config.conf.clear()
+        monkeypatch.setenv("QUANTREC_GCS_TOKEN", str(tmp_path / "key.json"))
+        assert apply_gcs_defaults() == {"token": str(tmp_path / "key.json")}
+        assert fsspec.config.conf["gcs"]["token"] == str(tmp_path / "key.json")
+        fsspec.config.conf.clear()
+        monkeypatch.delenv("QUANTREC_GCS_TOKEN")
+        assert apply_gcs_defaults() == {} and fsspec.config.conf == {}
+    finally:
+        fsspec.config.conf.clear()
+        fsspec.config.conf.update(saved)
