@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     run = run_pipeline_locally(local_daily_pipeline, {
         "run_date": date, "data": args.data or "", "spec": args.spec or "", "config": raw,
         "registry": registry, "rebuild_codebook": args.rebuild_codebook,
-        "checkpoints": str(root / "checkpoints")},
+        "checkpoints": str(root / "checkpoints"), "cache": args.cache or str(root / "cache")},
         pipeline_root=root, label=date, verbose=args.verbose, progress=print_progress)
     code, lines = daily_verdict(run)
     for line in lines:
@@ -260,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--create-registry", action="store_true", help="create the --registry if it does not exist")
     sp.add_argument("--rebuild-codebook", default="auto", choices=["auto", "true", "false"],
                     help="auto: when monitoring recommended it (default); true: always; false: reuse the champion's")
+    sp.add_argument("--cache", help="serving cache a blessed version is written to: a redis:// URL (password "
+                                    "from REDIS_PASSWORD) or a folder for an embedded Redis "
+                                    "(default: <pipeline root>/cache)")
     sp.add_argument("--verbose", action="store_true", help="show KFP's full log (it always goes to run.log)")
     sp.set_defaults(func=cmd_run)
 
@@ -294,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_registry)
 
     # command groups that live in their own modules (each adds its sub-commands)
-    from pipelines import schedule
-    for group in (schedule,):
+    from pipelines import backfill, cache_cli, schedule, serve
+    for group in (schedule, backfill, serve, cache_cli):
         group.register(sub)
     return p
 

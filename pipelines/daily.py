@@ -1,7 +1,7 @@
 """The daily training pipeline: validate -> (if passed) build task tables ->
 (if the tables pass) resolve the champion -> fit codebook -> train GMV models and
 purchase models -> evaluate offline -> shadow A/B against WLR and the champion ->
-publish (blessed or not) -> (if blessed) promote.
+publish (blessed or not) -> (if blessed) promote -> refresh the serving cache.
 
 Caching: tasks that read something outside their inputs (the data URL, the registry)
 or change something outside (publish) never cache; every other task's inputs are
@@ -15,6 +15,7 @@ from components.build_tasks import build_tasks
 from components.evaluate_offline import evaluate_offline
 from components.fit_codebook import fit_codebook
 from components.promote import promote
+from components.refresh_cache import refresh_cache
 from components.publish import publish
 from components.resolve_champion import resolve_champion
 from components.resolve_run_date import resolve_run_date
@@ -35,7 +36,8 @@ def build_daily_pipeline(schedule_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC
                               "train RQ-Reg, WLR and the purchase model, evaluate them offline, compare them "
                               "with WLR and the champion on replayed requests, publish, and promote if blessed.")
     def daily_pipeline(run_date: str = "", data: str = "", spec: str = "", config: dict = {},
-                       registry: str = "", rebuild_codebook: str = "auto", checkpoints: str = ""):
+                       registry: str = "", rebuild_codebook: str = "auto", checkpoints: str = "",
+                       cache: str = ""):
         """The daily training run.
 
         Args:
@@ -51,6 +53,10 @@ def build_daily_pipeline(schedule_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC
                 "true" (always fit a new codebook) or "false" (reuse the champion's).
             checkpoints: URL root for resumable training checkpoints ("" = none): a re-run of the
                 same day, data and config resumes from them.
+            cache: the serving cache a blessed version is written to: "" = the task's
+                QUANTREC_REDIS_URL / REDIS_URL environment variable (mount it from a secret: a
+                password must never be a pipeline parameter), a redis:// URL without password,
+                or a folder for an embedded Redis (local runs).
         """
         day = resolve_run_date(run_date=run_date, schedule_time=schedule_time)
         day.set_display_name("resolve run date").set_caching_options(False)  # reads the clock

@@ -60,6 +60,10 @@ def daily_verdict(run: LocalRun) -> tuple[int, list[str]]:
         champion = run.parameter("promote")
         if champion is not None:
             lines.append(f"champion: {champion}")
+        cache = run.parameter("refresh-cache")
+        if cache is not None:
+            meta = run.artifact_metadata("refresh-cache", "report")
+            lines.append(f"serving cache: {cache}" + (f" ({meta.get('reason')})" if meta.get("reason") else ""))
     lines.append(f"verdict: {verdict}")
     reports = run.reports()
     if reports:

@@ -15,6 +15,7 @@ from typing import Any
 
 from quantrec.data.tasks import TaskConfig
 from quantrec.dataclass_io import ConfigError, build_dataclass
+from quantrec.serving.refresh import CacheConfig
 from quantrec.shadow.compare import ShadowConfig
 
 PRESETS = ("small", "paper")
@@ -123,6 +124,7 @@ class RunConfig:
     codebook: CodebookConfig = field(default_factory=CodebookConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     shadow: ShadowConfig = field(default_factory=ShadowConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
     def __post_init__(self) -> None:
         if self.tasks.windows.val_days < 1:

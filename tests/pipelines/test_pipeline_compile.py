@@ -75,7 +75,7 @@ def test_caching_is_off_where_a_task_reads_or_changes_the_outside_world():
     daily = _tasks(yaml.safe_load((COMPILED_DIR / "daily.yaml").read_text()))
     uncached = {n for n, t in daily.items() if not t.get("cachingOptions", {}).get("enableCache")}
     # data URL, registry pointer, registry writes, champion moves: never from a cache
-    assert {"resolve-run-date", "validate-data", "resolve-champion", "publish", "promote"} <= uncached
+    assert {"resolve-run-date", "validate-data", "resolve-champion", "publish", "promote", "refresh-cache"} <= uncached
     # pure functions of this run's artifacts may cache (their keys change with the data)
     assert {"build-tasks", "fit-codebook", "train", "evaluate-offline", "shadow-compare"}.isdisjoint(uncached)
     monitoring = _tasks(yaml.safe_load((COMPILED_DIR / "monitoring.yaml").read_text()))

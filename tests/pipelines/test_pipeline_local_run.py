@@ -56,7 +56,8 @@ def test_passing_run_shows_one_line_per_stage_and_publishes(two_runs):
     blessed = "shadow decision: blessed" in out
     assert blessed or "shadow decision: not blessed" in out
     stages = ["build-tasks", "evaluate-offline", "fit-codebook", "publish", "resolve-champion",
-              "resolve-run-date", "shadow-compare", "train", "train-2", "validate-data"] + (["promote"] if blessed else [])
+              "resolve-run-date", "shadow-compare", "train", "train-2", "validate-data"]
+    stages += ["promote", "refresh-cache"] if blessed else []
     assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == sorted(stages)
     stage_lines = [line for line in out.splitlines() if line.startswith("  [")]
     assert len(stage_lines) == len(stages) and all(line.startswith("  [ok  ]") for line in stage_lines)
