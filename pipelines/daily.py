@@ -99,6 +99,11 @@ def build_daily_pipeline(schedule_time: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC
                 with dsl.If(shadow.outputs["Output"] == True, name="blessed"):  # noqa: E712
                     promoted = promote(registry=registry, version=published.output, champion=champ.outputs["champion"])
                     promoted.set_display_name("promote").set_caching_options(False)  # moves the champion
+                    # after the promotion: the cache pointer may lag the champion, never lead it
+                    refreshed = refresh_cache(registry=registry, version=published.output,
+                                              events=tables.outputs["events"], config=config, cache=cache)
+                    refreshed.set_display_name("refresh serving cache").set_caching_options(False)
+                    refreshed.after(promoted)
 
     return daily_pipeline
 
