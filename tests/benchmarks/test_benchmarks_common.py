@@ -185,3 +185,19 @@ def test_gmv_quality_on_a_short_history_writes_gmv_and_says_why_ltv_is_missing(s
     assert common.run_main(gmv_quality.main, argv[:-2]) == 2
     captured = capsys.readouterr()
     assert "error:" in captured.err and "| model |" not in captured.out
+
+
+def test_every_tuning_trial_builds_a_valid_config_and_selection_reads_its_metric():
+    import gmv_tuning
+    for task, spaces in (("gmv", gmv_tuning.SPACES), ("ltv", gmv_tuning.LTV_SPACES)):
+        for family, trials in spaces.items():
+            names = [n for n, _ in trials]
+            assert len(names) == len(set(names)), (task, family)
+            for name, overrides in trials:
+                cfg = common.make_config(family, task, overrides, seed=0)
+                assert cfg.task == task, (family, name)
+    recs = [{"family": "lgbm", "trial": "a", "val": {"MAE": 2.0, "Norm-Gini": 0.5}},
+            {"family": "lgbm", "trial": "b", "val": {"MAE": 3.0, "Norm-Gini": 0.7}}]
+    assert gmv_tuning.select(recs, "lgbm", "MAE")["trial"] == "a"
+    assert gmv_tuning.select(recs, "lgbm", "Norm-Gini")["trial"] == "b"
+    assert gmv_tuning.select(recs, "mlp") is None
