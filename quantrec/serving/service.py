@@ -185,7 +185,12 @@ def request_time(ts: dt.datetime | str | None) -> pd.Timestamp:
     """The request's time as a naive timestamp: aware -> UTC; None -> the server clock (UTC)."""
     if ts is None:
         return pd.Timestamp(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
-    t = pd.Timestamp(ts)
+    try:
+        t = pd.Timestamp(ts)
+    except (ValueError, TypeError) as e:
+        raise ScoringInputError(f"request time {ts!r} is not a time: {e}") from None
+    if pd.isna(t):
+        raise ScoringInputError(f"request time {ts!r} is not a time")
     if t.tzinfo is not None:
         t = t.tz_convert("UTC").tz_localize(None)
     return t

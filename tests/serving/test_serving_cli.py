@@ -4,8 +4,6 @@ real process) against a real redis-server and a copy of the served registry."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 
 import httpx
@@ -78,30 +76,42 @@ def test_refresh_of_the_active_champion_is_a_noop_and_a_down_cache_is_exit_1(two
     assert "cannot reach the cache Redis" in err and "hunter22" not in err
 
 
-def test_serve_check_and_a_real_server_process(two_versions, redis_server, served_version, capsys):
+def test_serve_check_and_real_http(two_versions, redis_server, served_version, capsys):
+    """`quantrec serve --check` (config, warm-up, readiness), then the app on a real uvicorn
+    server over loopback HTTP (in a thread: a new process would cost ~30 s of imports here;
+    benchmarks/serve_load.py runs `python -m pipelines.serve` itself)."""
+    import threading
+
+    import uvicorn
+
+    from quantrec.serving.app import create_app
+    from quantrec.serving.service import ScoringService
+
     reg, v1, v2 = two_versions
     cache = f"redis://127.0.0.1:{redis_server.port}/0"
     assert serve.main(["--check", "--cache", cache, "--registry", reg.root]) == 0
     out = capsys.readouterr().out
     assert f"serving version {v2}" in out and '"ready": true' in out
+    parser = __import__("argparse").ArgumentParser()
+    serve.register(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--cache", cache, "--registry", reg.root, "--max-candidates", "7"])
+    service = ScoringService(serve.service_config(args))
+    assert service.config.max_candidates == 7 and service.config.events == ""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.serve", "--cache", cache, "--registry", reg.root,
-                             "--port", str(port), "--events", served_version["paths"]["events"]],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
     try:
-        deadline, ready = time.monotonic() + 120, None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        assert ready is not None and ready.status_code == 200, proc.stdout.read() if proc.poll() is not None else ""
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
         r = httpx.post(f"http://127.0.0.1:{port}/score", json={"user_id": "12877", "candidates": ["22502", "22424"],
-                                                                "ts": "2011-02-24T17:14:00"}, timeout=10)
+                                                                "ts": "2011-02-24T17:14:00"}, timeout=30)
         assert r.status_code == 200 and r.json()["version"] == v2 and len(r.json()["candidates"]) == 2
+        r = httpx.post(f"http://127.0.0.1:{port}/score", json={"user_id": "u", "candidates": list("abcdefgh")})
+        assert r.status_code == 422 and "at most 7" in r.json()["detail"]
+        assert "quantrec_score_seconds_bucket" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.should_exit = True
+        thread.join(timeout=30)
+        service.client.close()

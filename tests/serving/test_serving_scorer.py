@@ -193,3 +193,13 @@ def test_user_values_from_history_equal_the_refreshed_values(lines, values):
         for item, row in want.pairs.items():
             np.testing.assert_array_equal(got.pairs[item], row)
         assert got.state is not None and got.state.shape == (2, 3)
+
+
+def test_request_time_rules():
+    from quantrec.serving.service import request_time
+    assert request_time("2011-02-21T10:00:00+01:00") == pd.Timestamp("2011-02-21 09:00")  # aware -> UTC, naive
+    assert request_time("2011-02-21 10:00") == pd.Timestamp("2011-02-21 10:00")  # naive: the data's clock
+    assert request_time(None).tzinfo is None and request_time(None).year >= 2026  # the server clock (UTC)
+    for bad in ("soon", "NaT"):
+        with pytest.raises(SC.ScoringInputError, match="is not a time"):
+            request_time(bad)
