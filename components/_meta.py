@@ -1,9 +1,17 @@
-"""What every component does with a stage's summary: redact it, then attach it."""
+"""What every component shares: gs:// credentials for its process, and a stage summary
+redacted, then attached."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from quantrec.storage import apply_gcs_defaults
+
+# Every component imports this module in its body, once per task process: plain
+# fsspec.open("gs://...") calls (checkpoints, codebooks, reports) then get the same
+# credentials as data loading and the registry.
+apply_gcs_defaults()
 
 
 def attach(artifact: Any, summary: dict[str, Any]) -> None:

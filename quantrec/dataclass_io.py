@@ -28,6 +28,19 @@ class ConfigError(ValueError):
         super().__init__(f"config field {key}: {detail}")
 
 
+def _integral(value: Any) -> Any:
+    """Free-form JSON (a dict-typed field) with integral floats as ints: KFP hands every
+    number over as a float, and ``{"epochs": 2.0}`` must mean, print and hash like
+    ``{"epochs": 2}`` (the typed fields it is later built into accept either)."""
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
 def _coerce(value: Any, tp: Any, where: str, strict: bool = True) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -54,7 +67,7 @@ def _coerce(value: Any, tp: Any, where: str, strict: bool = True) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(where, f"expected a mapping, got {value!r}")
-        return dict(value)
+        return _integral(dict(value))
     if tp is bool:
         if isinstance(value, bool):
             return value

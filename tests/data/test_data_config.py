@@ -11,6 +11,10 @@ def test_kfp_floats_become_ints_and_round_trip():
     assert cfg.tasks.windows.eval_days == 2 and isinstance(cfg.tasks.windows.eval_days, int)
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
     assert RunConfig.from_dict({}) == RunConfig()
+    # free-form override dicts too: the config a run records and hashes is the one written
+    through_kfp = RunConfig.from_dict({"models": {"models": {"wlr": {"d_model": 16.0, "dropout": 0.5}}}})
+    assert through_kfp == RunConfig.from_dict({"models": {"models": {"wlr": {"d_model": 16, "dropout": 0.5}}}})
+    assert through_kfp.models.models["wlr"]["d_model"] == 16 and isinstance(through_kfp.models.models["wlr"]["d_model"], int)
 
 
 @pytest.mark.parametrize("raw, message", [
