@@ -45,11 +45,13 @@ class ModelsConfig:
 
     preset: "small" (the daily default: minutes on 2 cores) or "paper" (the authors'
         sizes; hours on CPU, meant for a cluster).
-    max_train_rows: train each model on the most recent this-many rows of its task
-        table's train split; 0 = all rows (KFP dict parameters cannot carry null). The
-        default keeps `make run` within a few minutes on 2 cores; the benchmark-selected
-        setting for the GMV models is 0 (all rows: -0.19 MAE, benchmarks/RESULTS.md
-        gmv_quality), recommended on a cluster.
+    max_train_rows: train the value models (GMV, LTV tables) on the most recent this-many
+        rows of their table's train split; 0 = all rows (KFP dict parameters cannot carry
+        null). The purchase table is capped per request by its model instead (e.g.
+        ``dmqn.max_train_requests``): a row cut would split candidate lists. The default
+        keeps `make run` within a few minutes on 2 cores; the benchmark-selected setting
+        for the GMV models is 0 (all rows: -0.19 MAE, benchmarks/RESULTS.md gmv_quality),
+        recommended on a cluster.
     daily: the models trained by every daily run (names of ``quantrec.models.MODELS``).
     baseline: the production GMV model the new models must beat (shadow comparison).
     models: per-model overrides of the preset's fields, keyed by model name, e.g.

@@ -59,7 +59,8 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from quantrec.models import MODELS
+from quantrec.codebook import load_codebook
+from quantrec.models import MODELS, ModelInputs
 from quantrec.models.base import config_from_json
 from quantrec.training import checkpoints as ck
 
@@ -85,9 +86,13 @@ def init_distributed(backend: str = "gloo") -> tuple[int, int]:
 
 
 def run(model_name: str, train_path: str, val_path: str, out: str,
-        config: dict[str, Any] | None = None, backend: str = "gloo") -> str:
+        config: dict[str, Any] | None = None, backend: str = "gloo", events_path: str | None = None,
+        codebook_path: str | None = None) -> str:
     """Train ``model_name`` (a neural model of ``MODELS``) on the frames at the given
-    paths under the current process group; rank 0 saves ``<out>/model``. Returns it."""
+    paths under the current process group; rank 0 saves ``<out>/model``. Returns it.
+    events_path / codebook_path: the inputs the model ``needs`` (the events table for
+    models reading behaviour histories, the run's GMV codebook for RQ-Reg: without one
+    it fits its own, identically on every rank)."""
     torch_models = sorted(k for k, c in MODELS.items() if uses_trainer(c))
     if model_name not in torch_models:
         raise ValueError(f"{model_name!r} is not a model trained by quantrec's trainer: {torch_models}")
@@ -96,8 +101,12 @@ def run(model_name: str, train_path: str, val_path: str, out: str,
     cfg = config_from_json(cls.config_cls, config) if config else cls.config_cls()
     if hasattr(cfg, "train"):
         cfg.train.progress = cfg.train.progress and rank == 0
+    if "events" in cls.needs and not events_path:
+        raise ValueError(f"{model_name!r} reads behaviour histories: pass --events (the events table)")
+    inputs = ModelInputs(events=read_frame(events_path) if events_path and "events" in cls.needs else None,
+                         codebook=load_codebook(codebook_path) if codebook_path and "codebook" in cls.needs else None)
     model = cls(cfg)
-    model.fit(read_frame(train_path), read_frame(val_path), out_dir=ck.join(out, "checkpoints"))
+    model.fit(read_frame(train_path), read_frame(val_path), inputs, out_dir=ck.join(out, "checkpoints"))
     model_dir = ck.join(out, "model")
     if rank == 0:
         model.save(model_dir)
@@ -109,11 +118,13 @@ def run(model_name: str, train_path: str, val_path: str, out: str,
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="DDP training entry point (run under torchrun)")
-    ap.add_argument("--model", required=True, help="a neural model of quantrec.models.MODELS (warm_starts)")
+    ap.add_argument("--model", required=True, help="a model of quantrec.models.MODELS trained by quantrec's trainer")
     ap.add_argument("--train", required=True, help="train-split parquet (fsspec URL)")
     ap.add_argument("--val", required=True, help="val-split parquet (fsspec URL)")
     ap.add_argument("--out", required=True, help="output dir: checkpoints/ and model/")
     ap.add_argument("--config", default=None, help="model config JSON file (as config_to_json)")
+    ap.add_argument("--events", default=None, help="events table parquet (models that read histories)")
+    ap.add_argument("--codebook", default=None, help="the run's GMV codebook JSON (models that need it)")
     ap.add_argument("--backend", default="gloo")
     a = ap.parse_args(argv)
     cfg = None
@@ -121,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         with fsspec.open(a.config, "r") as f:
             cfg = json.load(f)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
-    run(a.model, a.train, a.val, a.out, cfg, a.backend)
+    run(a.model, a.train, a.val, a.out, cfg, a.backend, events_path=a.events, codebook_path=a.codebook)
 
 
 if __name__ == "__main__":

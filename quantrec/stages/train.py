@@ -61,7 +61,11 @@ def train_stage(task: str, table_path: str, config: RunConfig, out_dir: str, cha
                              "need the events table and none was given")
         inputs = ModelInputs(codebook=load_codebook(codebook_path) if "codebook" in needs else None,
                              events=read_table(events_path) if "events" in needs else None)
-        tr, va = train_val_frames(table_path, config.models.max_train_rows, label_column(task))
+        # a purchase-table row is one candidate of a request: cutting "the most recent N rows"
+        # would split candidate lists, so that table is capped per request by its model
+        # (DMQNConfig.max_train_requests), not by models.max_train_rows
+        row_cap = 0 if task == "purchase" else config.models.max_train_rows
+        tr, va = train_val_frames(table_path, row_cap, label_column(task))
         for name in names:
             summary[name] = _train_one(name, classes[name], config, tr, va, inputs, out_dir, champion,
                                        codebook_reused, checkpoint_dir)

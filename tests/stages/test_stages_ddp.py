@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from quantrec.models import load_model
+from quantrec.models import ModelInputs, load_model
 from quantrec.models.base import config_to_json
 from quantrec.models.rqreg import RQRegConfig
 from quantrec.stages.ddp import run
@@ -53,3 +53,39 @@ def test_two_process_ddp_matches_single_process(tmp_path, real_lines):
     hb = json.loads((tmp_path / "ddp" / "checkpoints" / "trainer_state.json").read_text())["history"]
     assert len(ha) == len(hb) == 2
     np.testing.assert_allclose([h["val_metric"] for h in hb], [h["val_metric"] for h in ha], rtol=1e-4)
+
+
+def test_a_model_that_reads_histories_gets_the_events_table(tmp_path):
+    """DMQN under the DDP entry point: without --events it says what is missing; with it,
+    it trains (one process here; the two-shard gradient equality is a DMQN unit test)."""
+    import pandas as pd
+    import pytest
+
+    from quantrec.data import schema as S
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2011-03-01", periods=20, freq="D")
+    events = pd.DataFrame({S.USER: rng.choice(["u1", "u2", "u3", "u4"], 400), S.ITEM: rng.choice(list("abcdefgh"), 400),
+                           S.ORDER: "o", S.DAY: rng.choice(days[:15], 400), S.QUANTITY: 1.0, S.UNIT_PRICE: 2.0,
+                           S.VALUE: 2.0, S.COUNTRY: "UK"})
+    events[S.TS] = events[S.DAY] + pd.Timedelta(hours=10)
+    rows = []
+    for day in days[10:]:
+        for user in ("u1", "u2", "u3", "u4"):
+            for j, item in enumerate("abcde"):
+                rows.append({S.USER: user, S.DAY: day, S.ITEM: item, S.LABEL: int(j == 0), S.VALUE: 2.0 * (j == 0),
+                             S.TS: day + pd.Timedelta(hours=12), S.COUNTRY: "UK",
+                             S.SPLIT: "train" if day < days[17] else "val"})
+    table = pd.DataFrame(rows)
+    table[table.split == "train"].to_parquet(tmp_path / "train.parquet")
+    table[table.split == "val"].to_parquet(tmp_path / "val.parquet")
+    events.to_parquet(tmp_path / "events.parquet")
+    from quantrec.models.dmqn import DMQNConfig
+    cfg = config_to_json(DMQNConfig(item_dim=4, d_model=4, code_dim=4, codebooks=2, codewords=2, hstu_blocks=1,
+                                    hstu_attn_dim=4, hstu_linear_dim=4, mlp_hidden=8, min_count=1,
+                                    train=TrainConfig(epochs=1, batch_size=4, progress=False)))
+    with pytest.raises(ValueError, match="pass --events"):
+        run("dmqn", str(tmp_path / "train.parquet"), str(tmp_path / "val.parquet"), str(tmp_path / "x"), cfg)
+    model_dir = run("dmqn", str(tmp_path / "train.parquet"), str(tmp_path / "val.parquet"), str(tmp_path / "out"),
+                    cfg, events_path=str(tmp_path / "events.parquet"))
+    p = load_model(model_dir).predict(table[table.split == "val"], ModelInputs(events=events))
+    assert p.shape == ((table.split == "val").sum(),) and np.isfinite(p).all()
