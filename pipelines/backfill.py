@@ -159,11 +159,13 @@ def _day_from_version(run_date: str, status: str, registry: Any, version: Any, n
 
 
 def run_backfill(dates: list[str], *, registry: str, pipeline_root: str | Path, config: dict[str, Any] | None = None,
-                 data: str = "", spec: str = "", rebuild_codebook: str = "auto", out_dir: str | Path | None = None,
+                 data: str = "", spec: str = "", rebuild_codebook: str = "auto", cache: str = "",
+                 out_dir: str | Path | None = None,
                  verbose: bool = False, say: Callable[[str], None] = print,
                  progress: Callable[[Any], None] | None = None) -> list[DayResult]:
     """Run the daily pipeline locally for each of ``dates`` in order (see the module
-    docstring). ``registry`` must exist. Writes the summary CSV after every day and the
+    docstring). ``registry`` must exist; ``cache``: as `quantrec run --cache` (default: the
+    embedded Redis under ``<pipeline_root>/cache``). Writes the summary CSV after every day and the
     HTML page at the end into ``out_dir`` (default ``<pipeline_root>/backfills/<first>_<last>``).
     """
     from pipelines.daily import local_daily_pipeline
@@ -191,7 +193,8 @@ def run_backfill(dates: list[str], *, registry: str, pipeline_root: str | Path, 
             t0 = time.perf_counter()
             run = run_pipeline_locally(local_daily_pipeline, {
                 "run_date": day, "data": data, "spec": spec, "config": raw, "registry": registry,
-                "rebuild_codebook": rebuild_codebook, "checkpoints": str(root / "checkpoints")},
+                "rebuild_codebook": rebuild_codebook, "checkpoints": str(root / "checkpoints"),
+                "cache": cache or str(root / "cache")},
                 pipeline_root=root, label=f"backfill-{day}", verbose=verbose, progress=progress)
             code, lines = daily_verdict(run)
             verdict = next((ln[len("verdict: "):] for ln in lines if ln.startswith("verdict: ")), "")
