@@ -22,8 +22,9 @@ Rows:
                DMQN score
   http c=N     client-side latency p50 / p90 / p99 and throughput at concurrency N
   restart      concurrency 4 for --restart-seconds; after 3 s the Redis is shut down
-               (SAVE) and started again on the same port: requests failed, seconds from
-               the restart to the first 200 again, and whether the service process was
+               (SAVE) and started again on the same port, at once and after
+               --down-seconds: requests failed (and counted by the service), seconds from
+               the shutdown to the first 200 again, and whether the service process was
                the same before and after (it is never restarted)
 
     .venv/bin/python benchmarks/serve_load.py [--quick] [--json PATH] [--concurrency 1,4,16]
@@ -77,11 +78,7 @@ def build(root: Path, quick: bool) -> dict:
         out["root"] = Path(out["root"])
         return out
     t = time.perf_counter()
-    with fx.dmqn_registered():
-        if quick:
-            out = fx.build_version(root)
-        else:
-            out = fx.build_version(root, DAILY_CONFIG, *FULL)
+    out = fx.build_version(root) if quick else fx.build_version(root, DAILY_CONFIG, *FULL)
     out["build_seconds"] = time.perf_counter() - t
     done.write_text(json.dumps({**out, "root": str(out["root"])}, default=str))
     return out
@@ -119,36 +116,35 @@ def in_process(fx: dict, client: Any, bodies: list[dict], n: int) -> dict:
 
     from quantrec.serving import scorer as SC
     from quantrec.serving.service import ScoringService, ServiceConfig
-    with _fixtures().dmqn_registered():
-        svc = ScoringService(ServiceConfig(registry=fx["registry"]), client=client)
-        for b in bodies[:10]:
-            svc.score(b["user_id"], b["candidates"], b["ts"])
-        total = []
-        t0 = time.perf_counter()
-        for b in bodies[:n]:
-            t = time.perf_counter()
-            svc.score(b["user_id"], b["candidates"], b["ts"])
-            total.append(time.perf_counter() - t)
-        wall = time.perf_counter() - t0
-        parts = {"cache_read": [], "feature_frame": [], "gmv_model": [], "dmqn_score": []}
-        for b in bodies[:min(n, 200)]:
-            cands = b["candidates"]
-            t = time.perf_counter()
-            read = svc.reader.read(b["user_id"], cands, pairs=True)
-            parts["cache_read"].append(time.perf_counter() - t)
-            m = svc.models_for(read.version)
-            user = SC.user_from_value(read.user, read.pairs, cands, m.layout, svc._fields[read.version])
-            items = SC.item_matrix(read.items, len(m.layout.item))
-            t = time.perf_counter()
-            frame = SC.feature_frame(m.layout, b["user_id"], cands, pd.Timestamp(b["ts"]), user, items)
-            parts["feature_frame"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            m.calibrator.apply(m.gmv.predict(frame))
-            parts["gmv_model"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            m.purchase.score(user.state if user and user.state is not None else m.cold_state,
-                             np.asarray(cands, dtype=object))
-            parts["dmqn_score"].append(time.perf_counter() - t)
+    svc = ScoringService(ServiceConfig(registry=fx["registry"]), client=client)
+    for b in bodies[:10]:
+        svc.score(b["user_id"], b["candidates"], b["ts"])
+    total = []
+    t0 = time.perf_counter()
+    for b in bodies[:n]:
+        t = time.perf_counter()
+        svc.score(b["user_id"], b["candidates"], b["ts"])
+        total.append(time.perf_counter() - t)
+    wall = time.perf_counter() - t0
+    parts = {"cache_read": [], "feature_frame": [], "gmv_model": [], "dmqn_score": []}
+    for b in bodies[:min(n, 200)]:
+        cands = b["candidates"]
+        t = time.perf_counter()
+        read = svc.reader.read(b["user_id"], cands, pairs=True)
+        parts["cache_read"].append(time.perf_counter() - t)
+        m = svc.models_for(read.version)
+        user = SC.user_from_value(read.user, read.pairs, cands, m.layout, svc._fields[read.version])
+        items = SC.item_matrix(read.items, len(m.layout.item))
+        t = time.perf_counter()
+        frame = SC.feature_frame(m.layout, b["user_id"], cands, pd.Timestamp(b["ts"]), user, items)
+        parts["feature_frame"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        m.calibrator.apply(m.gmv.predict(frame))
+        parts["gmv_model"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        m.purchase.score(user.state if user and user.state is not None else m.cold_state,
+                         np.asarray(cands, dtype=object))
+        parts["dmqn_score"].append(time.perf_counter() - t)
     out = stats(total, wall, 0, {})
     out["breakdown_p50_ms"] = {k: float(np.percentile(np.asarray(v) * 1e3, 50)) for k, v in parts.items()}
     out["breakdown_p99_ms"] = {k: float(np.percentile(np.asarray(v) * 1e3, 99)) for k, v in parts.items()}
@@ -210,9 +206,10 @@ async def load(port: int, bodies: list[dict], concurrency: int, n: int,
     return stats(latencies, time.perf_counter() - start, errors, codes), events
 
 
-def restart_under_load(server: LocalRedisServer, port: int, bodies: list[dict], seconds: float) -> dict:
+def restart_under_load(server: LocalRedisServer, port: int, bodies: list[dict], seconds: float,
+                       down_seconds: float = 0.0) -> dict:
     """Concurrency 4; at 3 s (another thread, so the client keeps sending): SHUTDOWN SAVE,
-    then the server starts again on the same port and reloads its data."""
+    ``down_seconds`` with no server, then it starts again on the same port and reloads its data."""
     import threading
     state: dict[str, float | None] = {"restart_at": None, "back_at": None}
     t0 = time.perf_counter()
@@ -220,11 +217,14 @@ def restart_under_load(server: LocalRedisServer, port: int, bodies: list[dict], 
     def restart() -> None:
         time.sleep(3.0)
         state["restart_at"] = time.perf_counter() - t0
-        try:
-            server.client().shutdown(save=True)
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+        try:  # no retries: a retried SHUTDOWN would wait on a server that is gone
+            server.client(retry=Retry(NoBackoff(), 0)).shutdown(save=True)
         except Exception:  # noqa: BLE001 (the connection drops as the server exits)
             pass
         server.stop()   # reaps the exited process
+        time.sleep(down_seconds)
         server.start()  # same port, same folder: dump.rdb reloads
         state["back_at"] = time.perf_counter() - t0
 
@@ -236,7 +236,8 @@ def restart_under_load(server: LocalRedisServer, port: int, bodies: list[dict], 
     events = [(t - shift, s) for t, s in events]
     failed = [(t, s) for t, s in events if s != 200]
     first_ok = next((t for t, s in events if t > state["back_at"] and s == 200), None)
-    return {**result, "restart_at_s": state["restart_at"], "redis_back_at_s": state["back_at"],
+    return {**result, "down_seconds_asked": down_seconds, "restart_at_s": state["restart_at"],
+            "redis_back_at_s": state["back_at"],
             "first_ok_after_restart_s": None if first_ok is None else first_ok - state["restart_at"],
             "failed_window_s": [failed[0][0], failed[-1][0]] if failed else None}
 
@@ -258,7 +259,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=60.0, help="seconds per concurrency level (at most)")
     ap.add_argument("--candidates", type=int, default=100)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the service")
-    ap.add_argument("--restart-seconds", type=float, default=15.0)
+    ap.add_argument("--restart-seconds", type=float, default=15.0, help="length of each restart run")
+    ap.add_argument("--down-seconds", type=float, default=2.0,
+                    help="the second restart keeps Redis down this long (the first restarts at once)")
     ap.add_argument("--root", help="folder of the built version (reused when it holds one)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -279,13 +282,13 @@ def main(argv: list[str] | None = None) -> dict:
                            "workers": args.workers, "build_seconds": fx.get("build_seconds")}
     port = free_port()
     server = LocalRedisServer(port=free_port(), workdir=root / "redis").start()
+    server.client().flushall()  # a reused --root holds the last run's dump.rdb: measure a fresh refresh
     proc = None
     try:
         url = f"redis://127.0.0.1:{server.port}/0"
         t = time.perf_counter()
-        with _fixtures().dmqn_registered():
-            report = refresh_cache_stage(fx["registry"], fx["version"], fx["paths"]["events"], url, CacheConfig(),
-                                         str(root / "refresh.json"), progress=False)
+        report = refresh_cache_stage(fx["registry"], fx["version"], fx["paths"]["events"], url, CacheConfig(),
+                                     str(root / "refresh.json"), progress=False)
         out["refresh"] = {k: report.get(k) for k in ("status", "users", "items", "pairs", "bytes", "seconds")}
         print(f"refresh: {out['refresh']} ({time.perf_counter() - t:.0f} s)", flush=True)
         bodies = make_requests(report["as_of"], read_table(fx["paths"]["events"]), 500, args.candidates)
@@ -298,10 +301,14 @@ def main(argv: list[str] | None = None) -> dict:
             res, _ = asyncio.run(load(port, bodies, c, args.requests, args.seconds))
             out["http"][str(c)] = res
             print(f"http c={c}: {json.dumps(res)}", flush=True)
-        out["restart"] = restart_under_load(server, port, bodies, args.restart_seconds)
-        out["restart"]["service_pid_unchanged"] = proc.poll() is None and proc.pid == pid_before
-        out["restart"]["service_errors_total"] = metric(port, 'quantrec_score_requests_total{outcome="unavailable"}')
-        print(f"restart: {json.dumps(out['restart'])}", flush=True)
+        out["restart"] = {}
+        for down in (0.0, args.down_seconds):
+            before = metric(port, 'quantrec_score_requests_total{outcome="unavailable"}')
+            r = restart_under_load(server, port, bodies, args.restart_seconds, down)
+            r["service_pid_unchanged"] = proc.poll() is None and proc.pid == pid_before
+            r["service_unavailable_counted"] = metric(port, 'quantrec_score_requests_total{outcome="unavailable"}') - before
+            out["restart"][str(down)] = r
+            print(f"restart (down {down} s): {json.dumps(r)}", flush=True)
         out["load_average_end"] = os.getloadavg()
     finally:
         if proc is not None:
@@ -312,16 +319,18 @@ def main(argv: list[str] | None = None) -> dict:
     print("\n| run | requests | errors | p50 ms | p90 ms | p99 ms | throughput req/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     rows = [("in-process (no HTTP)", out["in_process"])] + [(f"HTTP c={c}", r) for c, r in out["http"].items()] \
-        + [("HTTP c=4, Redis restart", out["restart"])]
+        + [(f"HTTP c=4, Redis restart (+{d} s down)", r) for d, r in out["restart"].items()]
     for name, r in rows:
         print(f"| {name} | {r['requests']} | {r['errors']} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | "
               f"{r['p99_ms']:.1f} | {r['throughput_rps']:.1f} |")
     b50, b99 = out["in_process"]["breakdown_p50_ms"], out["in_process"]["breakdown_p99_ms"]
     print("\nbreakdown (in-process, ms p50 / p99): " + ", ".join(f"{k} {b50[k]:.1f} / {b99[k]:.1f}" for k in b50))
-    r = out["restart"]
-    print(f"restart: Redis down at {r['restart_at_s']:.1f} s, back at {r['redis_back_at_s']:.1f} s; "
-          f"{r['errors']} failed requests; first 200 again {r['first_ok_after_restart_s']} s after the restart; "
-          f"service process unchanged: {r['service_pid_unchanged']}")
+    for d, r in out["restart"].items():
+        first = r["first_ok_after_restart_s"]
+        print(f"restart (+{d} s down): Redis down at {r['restart_at_s']:.1f} s, back at {r['redis_back_at_s']:.1f} s; "
+              f"{r['errors']} failed requests ({r['service_unavailable_counted']:.0f} counted by the service); "
+              f"first 200 again {'-' if first is None else f'{first:.2f}'} s after the shutdown; "
+              f"service process unchanged: {r['service_pid_unchanged']}")
     print(f"load average at the end: {out['load_average_end']}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))

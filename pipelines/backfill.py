@@ -159,7 +159,7 @@ def _day_from_version(run_date: str, status: str, registry: Any, version: Any, n
 
 
 def run_backfill(dates: list[str], *, registry: str, pipeline_root: str | Path, config: dict[str, Any] | None = None,
-                 data: str = "", spec: str = "", rebuild_codebook: str = "auto", cache: str = "",
+                 data: str | None = "", spec: str | None = "", rebuild_codebook: str = "auto", cache: str = "",
                  out_dir: str | Path | None = None,
                  verbose: bool = False, say: Callable[[str], None] = print,
                  progress: Callable[[Any], None] | None = None) -> list[DayResult]:
@@ -192,7 +192,7 @@ def run_backfill(dates: list[str], *, registry: str, pipeline_root: str | Path, 
         else:
             t0 = time.perf_counter()
             run = run_pipeline_locally(local_daily_pipeline, {
-                "run_date": day, "data": data, "spec": spec, "config": raw, "registry": registry,
+                "run_date": day, "data": data or "", "spec": spec or "", "config": raw, "registry": registry,
                 "rebuild_codebook": rebuild_codebook, "checkpoints": str(root / "checkpoints"),
                 "cache": cache or str(root / "cache")},
                 pipeline_root=root, label=f"backfill-{day}", verbose=verbose, progress=progress)

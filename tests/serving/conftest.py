@@ -53,20 +53,11 @@ def own_server():
 
 
 # ---- the scoring service's fixtures ------------------------------------------------------------
-@pytest.fixture(autouse=True, scope="module")
-def _dmqn_in_models():
-    """DMQN in quantrec.models.MODELS while a serving test module runs (see serving_fixtures)."""
-    from serving_fixtures import dmqn_registered
-    with dmqn_registered():
-        yield
-
-
 @pytest.fixture(scope="session")
 def served_version(tmp_path_factory):
     """A promoted registry version with RQ-Reg, WLR and DMQN trained on a real-data slice."""
-    from serving_fixtures import build_version, dmqn_registered
-    with dmqn_registered():
-        return build_version(tmp_path_factory.mktemp("served"))
+    from serving_fixtures import build_version
+    return build_version(tmp_path_factory.mktemp("served"))
 
 
 @pytest.fixture(scope="session")
@@ -81,14 +72,12 @@ def served_values(served_version):
     from quantrec.models import load_model
     from quantrec.registry import Registry
     from quantrec.serving.refresh import CacheConfig, build_cache_values
-    from serving_fixtures import dmqn_registered
 
     replay = read_table(served_version["paths"]["replay"])
     events = read_table(served_version["paths"]["events"])
     day = pd.Timestamp(replay[S.DAY].max())
     v = Registry(served_version["registry"]).get(served_version["version"])
-    with dmqn_registered():
-        dmqn = load_model(v.artifact("models/dmqn"))
+    dmqn = load_model(v.artifact("models/dmqn"))
     values = build_cache_values(served_version["version"], events, day, dmqn, CacheConfig(state_dtype="float32"),
                                 purchase_name="dmqn", progress=False)
     return values, day, events, replay

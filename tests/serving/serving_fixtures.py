@@ -1,17 +1,10 @@
 """A real registry version to serve: tiny RQ-Reg / WLR / DMQN trained on a slice of the real
 data through the pipeline's own stages (codebook, train, shadow, publish), then promoted.
-
-DMQN is not (yet) in ``quantrec.models.MODELS``: ``dmqn_registered`` adds it while a test
-module runs (the service loads models through ``load_model``, which dispatches on MODELS)
-and removes it afterwards. The DMQN is trained by its own ``fit`` (``train_stage`` reads a
-``metric`` attribute DMQNModel does not have yet) and written where ``train_stage``
-would write it, with the ``models.json`` the shadow and publish stages read.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -29,40 +22,23 @@ CONFIG = {
 }
 
 
-@contextmanager
-def dmqn_registered():
-    from quantrec.models import MODELS, register_model
-    from quantrec.models.dmqn import DMQNModel
-    added = "dmqn" not in MODELS
-    if added:
-        register_model(DMQNModel)
-    try:
-        yield
-    finally:
-        if added:
-            MODELS.pop("dmqn", None)
-
-
 def build_version(root: Path, config: dict | None = None, start: str = SLICE_START, end: str = SLICE_END,
                   run_date: str = RUN_DATE) -> dict:
     """Tables, models, shadow decision and a promoted registry version under ``root``
     (``config``: the run config, default ``CONFIG``: tiny models; the serving benchmark
     passes the daily model sizes)."""
-    config = config or CONFIG
     from quantrec.config import RunConfig
     from quantrec.data.load import load_transactions
     from quantrec.data.spec import load_spec, resolve_data_url
     from quantrec.data.tasks import tables_from_raw, write_table
-    from quantrec.models import ModelInputs
-    from quantrec.models.dmqn import DMQNModel
     from quantrec.registry import Registry
     from quantrec.stages.champion import ChampionInfo
     from quantrec.stages.codebook import fit_codebook_stage
-    from quantrec.stages.common import train_val_frames
     from quantrec.stages.publish import decision_record, publish_stage
     from quantrec.stages.shadow import shadow_stage
     from quantrec.stages.train import train_stage
 
+    config = config or CONFIG
     root.mkdir(parents=True, exist_ok=True)
     spec = load_spec()
     src = pd.read_parquet(resolve_data_url(spec))
@@ -81,12 +57,7 @@ def build_version(root: Path, config: dict | None = None, start: str = SLICE_STA
     gmv_dir, purchase_dir = str(root / "gmv_models"), str(root / "purchase_models")
     train_stage("gmv", paths["gmv"], cfg, gmv_dir, champion, codebook_path=str(root / "codebook.json"),
                 events_path=paths["events"])
-    tr, va = train_val_frames(paths["purchase"], 0, "label")
-    dmqn = DMQNModel(cfg.models.model_config("dmqn"))
-    result = dmqn.fit(tr, va, ModelInputs(events=tables["events"]))
-    dmqn.save(f"{purchase_dir}/dmqn")
-    (Path(purchase_dir) / "models.json").write_text(json.dumps(
-        {"task": "purchase", "models": {"dmqn": {"task": "purchase", "val_metric": float(result.best_metric)}}}))
+    train_stage("purchase", paths["purchase"], cfg, purchase_dir, champion, events_path=paths["events"])
     shadow_stage(paths["replay"], paths["purchase"], [gmv_dir, purchase_dir], champion, cfg,
                  str(root / "shadow.html"), str(root / "decision.json"), events_path=paths["events"])
     (root / "evaluation.json").write_text(json.dumps({"note": "not evaluated: a serving-test fixture"}))
