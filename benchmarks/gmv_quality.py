@@ -15,6 +15,7 @@ mean) are recorded too (``by_decode``), the row uses the selected one.
     .venv/bin/python benchmarks/gmv_quality.py --run-date 2011-11-08 --eval-days 6 \\
         --selection benchmarks/results/tuning_2011-11-08_*.json --json benchmarks/results/gmv_quality_2011-11-08.json
     .venv/bin/python benchmarks/gmv_quality.py --quick          # 1 seed, 5k rows, 2 epochs: a smoke run
+    .venv/bin/python benchmarks/gmv_quality.py --summary a.json b.json   # tables of runs made in parallel
 
 Data / windows: ``--data --spec --run-date --eval-days --val-days --train-days``
 (common.py). A task whose table cannot be built on the data (e.g. LTV on a short
@@ -33,8 +34,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (HEURISTICS, LABELS, ResultLog, add_data_args, fit_record, fmt_mean_std,  # noqa: E402
-                    load_tables, mean_std, resolve_choice, run_main, split_frames)
+from common import (HEURISTICS, LABELS, BenchmarkError, ResultLog, add_data_args, fit_record,  # noqa: E402
+                    fmt_mean_std, load_tables, mean_std, resolve_choice, run_main, split_frames)
 
 FAMILIES = ("median", "item_history", "lgbm", "mlp", "wlr", "ziln", "gr", "rqreg")
 DISPLAY = {"median": "global median", "item_history": "item-history heuristic", "lgbm": "LightGBM",
@@ -55,6 +56,8 @@ def read_selection(paths: list[str]) -> dict[tuple[str, str], dict]:
     from gmv_tuning import SELECT_BY
     best: dict[tuple[str, str], dict] = {}
     for p in paths:
+        if not Path(p).exists():
+            raise BenchmarkError(f"selection file not found: {p} (a gmv_tuning.py --json output)")
         d = json.loads(Path(p).read_text())
         by = d.get("select_by", "MAE")
         for r in d.get("records", []):
@@ -79,22 +82,67 @@ def decodes(model, frame: pd.DataFrame, label: str) -> dict:
 
 
 def summarise(records: list[dict], task: str) -> str:
-    """Markdown table of one task: mean ± std (ddof 0) over seeds per model."""
+    """Markdown table of one task: mean ± std (ddof 0) over seeds per model (each row's
+    own train rows: a family run with another ``--max-train-rows`` says so), then RQ-Reg's
+    decodings of the same trained models."""
     rows = [r for r in records if r["task"] == task]
     if not rows:
         return ""
     df = pd.DataFrame(rows)
     cols = COLUMNS[task]
     head = rows[0]
-    out = [f"\n{task.upper()} task: eval n = {head['n_eval']:,}, train n = {head['n_train']:,}, "
+    out = [f"\n{task.upper()} task: eval n = {head['n_eval']:,}, val n = {head['n_val']:,}, "
            f"seeds {sorted(df.seed.unique().tolist())}\n",
-           "| model | config | val MAE | " + " | ".join(cols) + " | fit s |",
-           "|---" * (len(cols) + 4) + "|"]
+           "| model | config | train rows | seeds | val MAE | " + " | ".join(cols) + " | fit s |",
+           "|---" * (len(cols) + 6) + "|"]
     for family, g in df.groupby("family", sort=False):
         cells = [fmt_mean_std(r[c] for r in g["eval"]) for c in cols]
         vm, _ = mean_std(r["MAE"] for r in g["val"])
-        out.append(f"| {DISPLAY.get(family, family)} | {g.config.iloc[0]} | {vm:.3f} | " + " | ".join(cells)
-                   + f" | {g.fit_seconds.mean():.0f} |")
+        out.append(f"| {DISPLAY.get(family, family)} | {g.config.iloc[0]} | {int(g.n_train.iloc[0]):,} | {len(g)} "
+                   f"| {vm:.3f} | " + " | ".join(cells) + f" | {g.fit_seconds.mean():.0f} |")
+    dec = [r for r in rows if r.get("by_decode")]
+    if dec:
+        out += [f"\nRQ-Reg decodings of the same trained models (eval, {len(dec)} seeds)\n",
+                "| decode | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for name in dec[0]["by_decode"]:
+            out.append(f"| {name} | " + " | ".join(fmt_mean_std(r["by_decode"][name][c] for r in dec)
+                                                  for c in cols) + " |")
+    return "\n".join(out)
+
+
+def merge_results(paths: list[str]) -> tuple[list[dict], list[dict]]:
+    """(records, headers) of several results files of the same tables (e.g. families run
+    in parallel processes); different tables or one (task, family, seed) twice is a
+    BenchmarkError naming the files."""
+    records: list[dict] = []
+    headers: list[dict] = []
+    seen: dict[tuple, str] = {}
+    for p in paths:
+        if not Path(p).exists():
+            raise BenchmarkError(f"results file not found: {p}")
+        d = json.loads(Path(p).read_text())
+        if headers and d.get("key") != headers[0].get("key"):
+            raise BenchmarkError(f"{p} holds tables {d.get('key')}, {paths[0]} holds {headers[0].get('key')}")
+        headers.append({**{k: v for k, v in d.items() if k != "records"}, "file": p})
+        for r in d.get("records", []):
+            k = (r["task"], r["family"], r["seed"])
+            if k in seen:
+                raise BenchmarkError(f"{k} is in both {seen[k]} and {p}")
+            seen[k] = p
+            records.append(r)
+    return records, headers
+
+
+def selection_table(headers: list[dict]) -> str:
+    """Markdown table of the val selections the runs used (family, trial, val metric)."""
+    sel: dict[str, dict] = {}
+    for h in headers:
+        for k, v in h.get("selection", {}).items():
+            sel.setdefault(k, v)
+    out = ["| task/family | selected trial (val) | selected by | val value | tuning file |", "|---|---|---|---|---|"]
+    for k, v in sorted(sel.items()):
+        by = v["select_by"]
+        out.append(f"| {k} | {v['trial']} | {by} | {v[f'val_{by}']:.4f} | {Path(v['file']).name} |")
     return "\n".join(out)
 
 
@@ -108,7 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--selection", nargs="*", default=[], help="gmv_tuning.py JSON files (val-only selection)")
     ap.add_argument("--quick", action="store_true", help="1 seed, 5k train rows, 2 epochs / 50 rounds")
     ap.add_argument("--json", default=None, help="records (written after every run; resumable)")
+    ap.add_argument("--summary", nargs="*", default=None, metavar="JSON",
+                    help="only print the tables of these results files (merged: same tables)")
     a = ap.parse_args(argv)
+    if a.summary is not None:
+        records, headers = merge_results(a.summary)
+        print(selection_table(headers))
+        for task in dict.fromkeys(r["task"] for r in records):
+            print(summarise(records, task))
+        return 0
     import torch
     torch.set_num_threads(1)  # the machine is shared; every model gets one thread
     if a.quick:

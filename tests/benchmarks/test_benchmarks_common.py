@@ -201,3 +201,46 @@ def test_every_tuning_trial_builds_a_valid_config_and_selection_reads_its_metric
     assert gmv_tuning.select(recs, "lgbm", "MAE")["trial"] == "a"
     assert gmv_tuning.select(recs, "lgbm", "Norm-Gini")["trial"] == "b"
     assert gmv_tuning.select(recs, "mlp") is None
+
+
+def _results_file(path: Path, key: str, records: list[dict]) -> str:
+    import json
+    path.write_text(json.dumps({"key": key, "selection": {"gmv/lgbm": {
+        "trial": "no ids", "overrides": {}, "select_by": "MAE", "val_MAE": 8.1, "file": "t.json"}},
+        "records": records}))
+    return str(path)
+
+
+def _record(family: str, seed: int, mae: float, n_train: int = 200, by_decode: dict | None = None) -> dict:
+    m = {"MAE": mae, "XAUC": 0.8, "Norm-Gini": 0.7, "Spearman": 0.6}
+    r = {"task": "gmv", "family": family, "seed": seed, "config": "c", "n_train": n_train, "n_val": 50,
+         "n_eval": 40, "fit_seconds": 1.0, "val": m, "eval": m}
+    return {**r, "by_decode": by_decode} if by_decode else r
+
+
+def test_gmv_quality_summary_merges_parallel_runs_and_refuses_mixed_tables(tmp_path):
+    """Families run in parallel processes write separate files; --summary merges them
+    (each row with its own train rows, RQ-Reg's decodings as mean ± std), and refuses
+    files of other tables or a (task, family, seed) present twice."""
+    import gmv_quality
+    dec = {"expected": {"MAE": 9.0, "XAUC": 0.81, "Norm-Gini": 0.7, "Spearman": 0.6},
+           "median": {"MAE": 8.0, "XAUC": 0.80, "Norm-Gini": 0.7, "Spearman": 0.6}}
+    a = _results_file(tmp_path / "a.json", "k1", [_record("lgbm", 0, 8.0), _record("lgbm", 1, 10.0)])
+    b = _results_file(tmp_path / "b.json", "k1", [_record("rqreg", 0, 8.0, by_decode=dec),
+                                                   _record("gr", 0, 9.0, n_train=30)])
+    records, headers = gmv_quality.merge_results([a, b])
+    assert [r["family"] for r in records] == ["lgbm", "lgbm", "rqreg", "gr"]
+    table = gmv_quality.summarise(records, "gmv")
+    assert "| LightGBM | c | 200 | 2 | 9.000 | 9.0000 ± 1.0000 |" in table
+    assert "| GR | c | 30 | 1 |" in table
+    assert "| median | 8.0000 ± 0.0000 | 0.8000 ± 0.0000 |" in table
+    assert "no ids" in gmv_quality.selection_table(headers)
+    with pytest.raises(common.BenchmarkError, match="both"):
+        gmv_quality.merge_results([a, a])
+    other = _results_file(tmp_path / "c.json", "k2", [_record("mlp", 0, 8.0)])
+    with pytest.raises(common.BenchmarkError, match="holds tables"):
+        gmv_quality.merge_results([a, other])
+    with pytest.raises(common.BenchmarkError, match="not found"):
+        gmv_quality.merge_results([str(tmp_path / "missing.json")])
+    with pytest.raises(common.BenchmarkError, match="selection file not found"):
+        gmv_quality.read_selection([str(tmp_path / "missing.json")])
