@@ -392,6 +392,7 @@ class RQRegModel(NeuralModel):
         super().__init__(config)
         self.codebook = None            # the quantizer in z units
         self.transform = None           # TargetTransform: labels <-> z
+        self.book = None                # the TargetCodebook (transform + codebook + provenance)
 
     def fit(self, frame_train, frame_val, inputs: ModelInputs | None = None, out_dir: str | None = None,
             init_from=None, features: FeaturePipeline | None = None):
@@ -442,6 +443,8 @@ class RQRegModel(NeuralModel):
         # a handed-in (e.g. the champion's) codebook keeps the transform it was fitted with
         if book.transform.kind != cfg.target:
             raise ValueError(f"codebook was fitted on target {book.transform.kind!r}, the config says {cfg.target!r}")
+        # the whole TargetCodebook is kept so save() writes it with its provenance
+        self.book = book
         self.transform, self.codebook = book.transform, book.codebook
         self.state = {"quantizer": self.codebook.method}
         if cfg.decode != "expected":
@@ -592,9 +595,10 @@ class RQRegModel(NeuralModel):
             return self.net(d["num"], d["cat"])["steps"].numpy()
 
     def save(self, path: str) -> None:
-        from quantrec.codebook.target import TargetCodebook
+        """The network (base class) and the TargetCodebook it was trained with, provenance
+        (fit window, data fingerprint, label sketch) included when the codebook had one."""
         super().save(path)
-        TargetCodebook(self.transform, self.codebook).save(ck.join(path, "codebook.json"))
+        self.book.save(ck.join(path, "codebook.json"))
 
     def _after_load(self, path: str) -> None:
         from quantrec.codebook import load_codebook
@@ -603,6 +607,7 @@ class RQRegModel(NeuralModel):
         if not isinstance(book, TargetCodebook):
             raise ValueError(f"{path}/codebook.json holds a bare codebook without its target "
                              "transform (saved by an older quantrec): retrain this model")
+        self.book = book
         self.transform, self.codebook = book.transform, book.codebook
 
 

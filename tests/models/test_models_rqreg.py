@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from quantrec.data import schema
 from quantrec.models import RQRegConfig, RQRegModel, load_model
 from quantrec.models.rqreg import rnc_loss, rnc_loss_loop, rnc_loss_positive_loop
 from quantrec.training.trainer import TrainConfig
@@ -261,3 +262,24 @@ def test_first_layer_paths_follow_every_backbone(gmv_frames, backbone):
             want = m.net.vocab_values[first[c]] + out["steps"][:, 1:].sum(1)
             torch.testing.assert_close(z[:, c], want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(w.sum(1), torch.ones(7), rtol=1e-5, atol=1e-5)
+
+
+def test_saved_model_keeps_the_handed_in_codebook_with_its_provenance(tmp_path, gmv_frames):
+    """The codebook the pipeline hands in (with its fit window and data fingerprint) is the
+    one saved beside the network, so monitoring can read it from the model folder."""
+    from quantrec.codebook import load_codebook
+    from quantrec.codebook.provenance import build_provenance
+    from quantrec.models import ModelInputs
+    tr, va, _ = gmv_frames
+    model = RQRegModel(_tiny())
+    y = tr[schema.VALUE].to_numpy()
+    book = model.fit_target_codebook(y)
+    book = book.with_provenance(build_provenance(y, book, ("2011-01-01", "2011-02-01"), "fp-test"))
+    model.fit(tr, va, ModelInputs(codebook=book))
+    model.save(str(tmp_path / "m"))
+    saved = load_codebook(str(tmp_path / "m" / "codebook.json"))
+    assert saved.provenance is not None and saved.provenance.data_fingerprint == "fp-test"
+    assert saved.digest() == book.digest()
+    again = load_model(str(tmp_path / "m"))
+    assert again.book.provenance.data_fingerprint == "fp-test"
+    np.testing.assert_allclose(again.predict(va), model.predict(va), rtol=1e-5)
