@@ -53,6 +53,7 @@ def register_model(cls: type) -> type:
 
 for _cls in (RQRegModel, WLRModel, MLPModel, LGBMModel, GRModel, ZILNModel, DMQNModel):
     register_model(_cls)
+for _cls in __import__("quantrec.models.purchase_peers", fromlist=["PEER_CLASSES"]).PEER_CLASSES: register_model(_cls)  # noqa: E701 (issue 9 peers)
 
 
 def load_model(path: str):
