@@ -22,8 +22,15 @@ of re-promoting the version it just left.
 Publishing is idempotent: a version's name is ``<run_date>-<digest[:10]>`` where the
 digest covers the content of every artifact; publishing the same content again returns
 the existing version (a retried task, a resumed backfill), different content under an
-existing name is an error. The manifest is written last: a version without one (a crash
-mid-copy) is invisible and is overwritten by the next publish.
+existing name is an error. The manifest is written last, whole or not at all (local: a
+temp file renamed into place; object stores: one PUT): a version without one (a crash or a
+full disk mid-copy) is invisible and is overwritten by the next publish; a publish that
+fails to write removes its partial folder and raises ``RegistryWriteError`` naming the path.
+
+The champion "pointer" is therefore the LAST promotion-log entry: every reader replays the
+log and checks that the version it lands on exists, so a corrupt entry (not JSON, a wrong
+shape, a version that is not in the registry) is a ``RegistryError`` naming that entry's
+file, never a silent wrong champion (docs/operations.md: how to repair it).
 """
 
 from __future__ import annotations
@@ -59,6 +66,15 @@ class PromotionConflict(RegistryError):
     """Another promotion happened between reading the champion and writing the new one."""
 
 
+class RegistryWriteError(RegistryError):
+    """Writing to the registry's storage failed (e.g. ENOSPC: the disk is full); the message
+    names the path and what was left behind. ``errno`` is the OS error number (or None)."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/")] + [p.strip("/") for p in parts if p])
 
@@ -85,6 +101,13 @@ def _file_list(src: str) -> tuple[Any, list[tuple[str, str]]]:
         files = sorted(fs.find(base))
         return fs, [(f, f[len(base) + 1:]) for f in files]
     return fs, [(path, "")]
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def content_digest(artifacts: dict[str, str]) -> str:
@@ -138,7 +161,7 @@ class Registry:
                                 "with `quantrec registry init URL` or pass --create-registry")
         if self.fs.exists(self._root_path) and self.fs.ls(self._root_path, detail=False):
             raise RegistryError(f"cannot create a registry at {redact(root)}: the folder is not empty")
-        self._write(marker, json.dumps({"format": FORMAT, "created_at": _now()}).encode())
+        self._write_atomic(marker, json.dumps({"format": FORMAT, "created_at": _now()}).encode())
 
     # ---- storage helpers -------------------------------------------------------------
     def _p(self, *parts: str) -> str:
@@ -152,28 +175,63 @@ class Registry:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         return protocol in ("file", "local")
 
+    def _path_where(self, path: str) -> str:
+        """The redacted URL of a storage path under the root (for messages)."""
+        return self._where(path[len(self._root_path):].lstrip("/")) if path.startswith(self._root_path) \
+            else redact(path)
+
+    def _write_failed(self, path: str, exc: OSError, what: str = "") -> RegistryWriteError:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return RegistryWriteError(f"cannot write {self._path_where(path)}: {reason}{what}", exc.errno)
+
     def _write(self, path: str, data: bytes) -> None:
-        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)  # no-op on object stores
-        with self.fs.open(path, "wb") as f:
-            f.write(data)
+        """Write ``path``; an OSError (disk full, permissions) becomes a RegistryWriteError
+        naming the path (Python's own ENOSPC message names none)."""
+        try:
+            self.fs.makedirs(posixpath.dirname(path), exist_ok=True)  # no-op on object stores
+            with self.fs.open(path, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise self._write_failed(path, exc) from exc
+
+    def _write_atomic(self, path: str, data: bytes) -> None:
+        """Write ``path`` so that it appears whole or not at all: locally a temp file in the
+        same folder, fsync'd, then renamed over ``path``; on an object store one upload
+        (an object appears only when its upload completes)."""
+        if not self._local:
+            self._write(path, data)
+            return
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            _remove_quietly(tmp)
+            raise self._write_failed(path, exc) from exc
 
     def _create_exclusive(self, path: str, data: bytes) -> bool:
         """Create ``path`` with ``data`` only if it does not exist; False if it does.
         Readers never see a half-written file."""
         if self._local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
             try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
                 os.link(tmp, path)  # atomic, fails if path exists
                 return True
             except FileExistsError:
                 return False
+            except OSError as exc:  # disk full, permissions: nothing was created
+                raise self._write_failed(path, exc, "; nothing was written") from exc
             finally:
-                os.unlink(tmp)
+                _remove_quietly(tmp)
         if self.fs.protocol in ("gs", "gcs") or "gs" in self.fs.protocol:
             # GCS: a write with ifGenerationMatch=0 succeeds only while no live object has
             # that name (the object appears whole or not at all); gcsfs has no such write.
@@ -241,15 +299,36 @@ class Registry:
                 return existing, False
             raise RegistryError(f"version {name!r} already exists in {redact(self.root)} with different "
                                 "content; versions are immutable")
-        for key, src in artifacts.items():
-            src_fs, files = _file_list(src)
-            for path, rel in files:
-                with src_fs.open(path, "rb") as fi:
-                    self._write(join(dest, key, rel) if rel else join(dest, key), fi.read())
         manifest = {**(metadata or {}), "version": name, "run_date": run_date, "digest": digest,
                     "artifacts": sorted(artifacts), "published_at": _now()}
-        self._write(join(dest, MANIFEST), json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+        try:
+            for key, src in artifacts.items():
+                src_fs, files = _file_list(src)
+                for path, rel in files:
+                    with src_fs.open(path, "rb") as fi:
+                        self._write(join(dest, key, rel) if rel else join(dest, key), fi.read())
+            # last, and whole or not at all: only a complete copy is ever listed
+            self._write_atomic(join(dest, MANIFEST),
+                               json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+        except RegistryWriteError as exc:
+            left = ("the partial copy was removed" if self._remove_partial(dest) else
+                    "a partial copy without a manifest is left: invisible, the next publish overwrites it")
+            raise RegistryWriteError(f"publishing version {name!r} to {redact(self.root)} failed: {exc}; "
+                                     f"nothing was published ({left})", exc.errno) from exc
         return self.get(name), True
+
+    def _remove_partial(self, dest: str) -> bool:
+        """Remove the folder of a publish that failed (best effort: a full disk still lets
+        us delete); never a folder that has a manifest (a concurrent publish finished it)."""
+        try:
+            self.fs.invalidate_cache(dest)
+            if self.fs.exists(join(dest, MANIFEST)):
+                return False
+            if self.fs.exists(dest):
+                self.fs.rm(dest, recursive=True)
+            return True
+        except (OSError, ValueError):
+            return False
 
     # ---- the promotion log -----------------------------------------------------------
     def history(self) -> list[dict[str, Any]]:
@@ -266,7 +345,14 @@ class Registry:
             entry = self._read_json(p)
             if not isinstance(entry, dict) or entry.get("seq") != int(fname[:SEQ_WIDTH]):
                 raise RegistryError(f"{self._where('promotions', fname)} is corrupt (seq does not match its name)")
-            check_version_name(entry.get("version"))
+            if entry.get("action") not in ("promote", "rollback") or (
+                    entry["action"] == "rollback" and not isinstance(entry.get("steps"), int)):
+                raise RegistryError(f"{self._where('promotions', fname)} is corrupt (action must be 'promote', or "
+                                    "'rollback' with integer steps)")
+            try:
+                check_version_name(entry.get("version"))
+            except RegistryError as exc:
+                raise RegistryError(f"{self._where('promotions', fname)} is corrupt: {exc}") from None
             entries.append(entry)
         for i, e in enumerate(entries, start=1):
             if e["seq"] != i:
@@ -285,8 +371,27 @@ class Registry:
                     raise RegistryError(f"promotion log of {redact(self.root)} is inconsistent at seq {e['seq']}")
         return stack
 
+    @staticmethod
+    def _entry_file(seq: int) -> str:
+        return f"{seq:0{SEQ_WIDTH}d}.json"
+
+    def _current(self, entries: list[dict[str, Any]]) -> list[str]:
+        """The replayed stack, after checking that the champion it lands on is a complete
+        version: the last log entry is the champion pointer, and a pointer to nothing must
+        fail here (naming that entry) rather than in whatever reads the champion next."""
+        stack = self._stack(entries)
+        if stack and not self.fs.exists(self._p("versions", stack[-1], MANIFEST)):
+            last = self._where("promotions", self._entry_file(entries[-1]["seq"]))
+            raise RegistryError(f"the champion pointer {last} names version {stack[-1]!r}, which registry "
+                                f"{redact(self.root)} does not hold (no versions/{stack[-1]}/{MANIFEST}): the "
+                                "promotion log is corrupt; see docs/operations.md (remove that last entry, "
+                                "then re-promote)")
+        return stack
+
     def champion_name(self) -> str | None:
-        stack = self._stack(self.history())
+        """The champion's version name (None before the first promotion). Raises
+        RegistryError naming the log entry when the log is corrupt or names a missing version."""
+        stack = self._current(self.history())
         return stack[-1] if stack else None
 
     def champion(self) -> Version | None:
@@ -308,7 +413,7 @@ class Registry:
         append itself still cannot overwrite a concurrent promotion)."""
         self.get(name)  # must exist and be complete
         entries = self.history()
-        current = (self._stack(entries) or [None])[-1]
+        current = (self._current(entries) or [None])[-1]
         if expected_current is not ANY and current != expected_current:
             raise PromotionConflict(f"cannot promote {name!r}: the champion is {current!r}, "
                                     f"not the expected {expected_current!r}")
@@ -323,7 +428,7 @@ class Registry:
         if steps < 1:
             raise RegistryError(f"rollback steps must be >= 1, got {steps}")
         entries = self.history()
-        stack = self._stack(entries)
+        stack = self._current(entries)
         current = stack[-1] if stack else None
         if expected_current is not ANY and current != expected_current:
             raise PromotionConflict(f"cannot roll back: the champion is {current!r}, not the expected "
@@ -332,6 +437,7 @@ class Registry:
             raise RegistryError(f"registry {redact(self.root)} has {max(len(stack) - 1, 0)} earlier champion(s) "
                                 f"to roll back to; cannot roll back {steps} step(s)")
         target = stack[-1 - steps]
+        self.get(target)  # a rollback must land on a version that exists
         return self._append({"action": "rollback", "version": target, "previous": current, "steps": steps,
                              "reason": reason or f"rollback from {current}"}, len(entries) + 1)
 
@@ -340,7 +446,7 @@ class Registry:
         """Store the monitoring pipeline's codebook advice for ``run_date`` (overwrites a
         re-run of the same day); returns its path."""
         path = self._p("recommendations", f"{check_version_name(run_date)}.json")
-        self._write(path, json.dumps({**recommendation, "run_date": run_date, "recorded_at": _now()},
+        self._write_atomic(path, json.dumps({**recommendation, "run_date": run_date, "recorded_at": _now()},
                                      indent=2, sort_keys=True, default=str).encode())
         return self.fs.unstrip_protocol(path)
 

@@ -1077,7 +1077,12 @@ class CacheReader:
                                        f"active version: run a refresh first")
         resolved = _s(reply[1])
         if reply[0] == -1:
-            raise VersionNotFoundError(f"cache version {resolved!r} is not complete in {self.where}")
+            if pinned:
+                raise VersionNotFoundError(f"cache version {resolved!r} is not complete in {self.where}")
+            # a pointer naming no complete namespace: a hand edit or a corrupted key, never a flip
+            raise VersionNotFoundError(f"the active pointer {self.keys.active!r} of {self.where} names cache "
+                                       f"version {resolved!r}, which is not complete there; `quantrec cache "
+                                       f"activate --champion` points it back at the registry champion")
         values = reply[2:]
         tag = version_tag(resolved)
         decoded: list[DecodedValue | None] = []
