@@ -191,6 +191,7 @@ def test_drill2_a_corrupt_champion_pointer_fails_every_reader_and_moves_nothing(
     from components.resolve_champion import resolve_champion
     from pipelines import cache_cli, cli, serve
     from pipelines.local import run_pipeline_locally
+    from pipelines.verdict import daily_verdict
     from quantrec.registry import RegistryError
     from quantrec.stages.champion import resolve_champion as resolve_stage
 
@@ -220,6 +221,9 @@ def test_drill2_a_corrupt_champion_pointer_fails_every_reader_and_moves_nothing(
     assert run.error and "FAILURE" in run.error
     log = run.log_path.read_text()
     assert named in log and why in log
+    code, lines = daily_verdict(run)  # what `quantrec run` prints
+    assert code == 1 and any(line.startswith("verdict: FAILED: task resolve-champion failed") and named in line
+                             for line in lines), lines
     # the cache: status and `activate --champion` cannot compare with / follow a corrupt
     # champion (exit 2, the entry named), and move nothing
     assert cache_cli.main(["status", *cache]) == 2
@@ -418,10 +422,15 @@ def test_drill3_a_full_pipeline_root_stops_the_run_at_once_naming_the_path(drill
 # ---- drill 4: Redis restarts during a cache refresh ----------------------------------------------------
 def test_drill4_redis_restart_during_a_refresh_keeps_the_old_version_and_a_rerun_flips(served, cache_server,
                                                                                      tmp_path):
-    """Serving during the same outage (503 while down, 200 after, same process) is also
-    covered on an empty restarted server by tests/serving/test_serving_app.py::
-    test_redis_down_then_back_the_service_recovers_without_a_restart; here the server
-    keeps its data (AOF), so the old version serves again at once, without a refresh."""
+    """A refresh of the new champion while Redis (a) restarts quickly, (b) goes down for the
+    rest of the refresh and then restarts: each time the refresh fails clearly and flips
+    nothing, the scoring service (one process throughout) answers 503 while Redis is down and
+    200 with the old version right after; a re-run of the refresh stage completes and flips.
+
+    Serving through an outage after which Redis comes back EMPTY (no persistence) is covered
+    by tests/serving/test_serving_app.py::test_redis_down_then_back_the_service_recovers_
+    without_a_restart (503 "no active version" until the next refresh); here Redis keeps its
+    data (AOF), as a production cache with persistence does."""
     import dataclasses
     import warnings
 
@@ -457,36 +466,58 @@ def test_drill4_redis_restart_during_a_refresh_keeps_the_old_version_and_a_rerun
     mine = events[events[S.USER].astype(str) == user]
     body = {"user_id": user, "candidates": [str(i) for i in mine[S.ITEM].unique()[:5]],
             "ts": f"{SLICE_RUN_DATE}T10:00:00"}
-    store = CacheStore(connect(cache_server.url, socket_timeout=2.0, retries=0), prefix=config.prefix,
-                       keep=config.keep, batch_size=config.batch_size, depth=config.depth,
-                       lock_ttl_s=config.lock_ttl_s, progress=False)
     svc = ScoringService(ServiceConfig(cache=cache_server.url, registry=reg.root, socket_timeout=1.0))
     seen = {}
 
-    def redis_goes_down_after(pairs, n):
+    def restart_after(pairs, n, down_for_the_rest: bool):
         for i, pair in enumerate(pairs):
             if i == n:
                 cache_server.stop()  # SIGTERM: the AOF is on disk (appendfsync always)
                 seen["during"] = http.post("/score", json=body)
+                if not down_for_the_rest:
+                    cache_server.start()  # a quick restart: same port, same data folder
             yield pair
+
+    def refresh(store_: CacheStore, pairs):
+        return store_.refresh(v2, pairs, values.items(), user_schema=values.user_schema,
+                              item_schema=values.item_schema, pairs=values.pairs(), pair_schema=values.pair_schema,
+                              meta=values.meta())
+
+    def old_version_still_serves() -> None:
+        assert client.get("quantrec:active").decode() == v1
+        assert client.hget(f"quantrec:v:{v2}:manifest", "status") in (b"writing", b"failed")
+        after = http.post("/score", json=body)  # the same service process, no restart
+        assert after.status_code == 200 and after.json()["version"] == v1
+        assert after.json()["candidates"] == before.json()["candidates"]
 
     with TestClient(create_app(svc)) as http:
         before = http.post("/score", json=body)
         assert before.status_code == 200 and before.json()["version"] == v1
+        # (a) a quick restart mid-write, with the client the refresh task makes (connect's
+        # defaults: it retries commands, but a batch half-sent on a dead socket is lost):
+        # the refresh fails clearly; the old version stays active and serves
+        quick = CacheStore(connect(cache_server.url), prefix=config.prefix, keep=config.keep,
+                           batch_size=config.batch_size, depth=config.depth, lock_ttl_s=config.lock_ttl_s,
+                           progress=False)
         with pytest.raises(CacheUnavailableError) as err:
-            store.refresh(v2, redis_goes_down_after(values.users(), 120), values.items(),
-                          user_schema=values.user_schema, item_schema=values.item_schema, pairs=values.pairs(),
-                          pair_schema=values.pair_schema, meta=values.meta())
+            refresh(quick, restart_after(values.users(), 120, down_for_the_rest=False))
+        assert f"nothing was flipped (the active version is still '{v1}')" in str(err.value)
+        assert seen["during"].status_code == 503 and "unreachable" in seen["during"].json()["detail"]
+        client = cache_server.client()
+        old_version_still_serves()
+        quick.client.close()
+        client.close()
+        # (b) Redis stays down for the rest of the refresh, then restarts
+        store = CacheStore(connect(cache_server.url, socket_timeout=2.0, retries=0), prefix=config.prefix,
+                           keep=config.keep, batch_size=config.batch_size, depth=config.depth,
+                           lock_ttl_s=config.lock_ttl_s, progress=False)
+        with pytest.raises(CacheUnavailableError) as err:
+            refresh(store, restart_after(values.users(), 120, down_for_the_rest=True))
         assert f"nothing was flipped (the active version is still '{v1}')" in str(err.value)
         assert seen["during"].status_code == 503 and "unreachable" in seen["during"].json()["detail"]
         cache_server.start()  # the restart: same port, same data folder
         client = cache_server.client()
-        # the old version is still active, and serves again in the same process at once
-        assert client.get("quantrec:active").decode() == v1
-        assert client.hget(f"quantrec:v:{v2}:manifest", "status") in (b"writing", b"failed")
-        after = http.post("/score", json=body)
-        assert after.status_code == 200 and after.json()["version"] == v1
-        assert after.json()["candidates"] == before.json()["candidates"]
+        old_version_still_serves()
         # a re-run right away may find the dead refresh's lock (its release could not reach
         # the server): a clear busy error that says when the lock expires; then it completes
         report_path = tmp_path / "refresh.json"
