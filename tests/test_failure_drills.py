@@ -102,7 +102,10 @@ def killed_day(tmp_path_factory, drill_slice, cache_server):
             assert time.monotonic() < deadline, "RQ-Reg wrote no checkpoint in time"
             time.sleep(0.05)
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
+        try:
+            os.killpg(first.pid, signal.SIGKILL)  # the CLI and every KFP task process it started
+        except ProcessLookupError:
+            pass  # it had ended already (reported above)
         first.wait()
     killed_out = first.stdout.read()
     state_path = states[0]
