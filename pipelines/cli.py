@@ -186,16 +186,31 @@ def cmd_registry(args: argparse.Namespace) -> int:
         reg = Registry(args.url, create=True)
         print(f"created registry {reg.root}")
         return EXIT_OK
+    from quantrec.redact import redact
+    from quantrec.registry import RegistryError
     reg = Registry(args.url)
-    champion = reg.champion_name()
+    if args.action == "history":
+        # no champion lookup: the log is what an operator reads when the pointer is broken
+        for e in reg.history():
+            print(f"{e['seq']:>4} {e['at']}  {e['action']:<8} {e['version']}  (was {e.get('previous')})  {e.get('reason', '')}")
+        return EXIT_OK
     if args.action == "list":
+        try:
+            champion, broken = reg.champion_name(), ""
+        except RegistryError as e:  # still list the versions: they are what a repair needs
+            champion, broken = None, redact(str(e))
         for name in reg.versions():
             m = reg.get(name).manifest
             decision = m.get("decision") or {}
             blessed = "blessed" if decision.get("blessed") else ("not blessed" if decision else "no decision")
             print(f"{'*' if name == champion else ' '} {name}  run_date {m.get('run_date')}  {blessed}")
+        if broken:
+            print(f"champion: unreadable: {broken}")
+            return EXIT_FAILED
         print(f"champion: {champion or 'none'}")
-    elif args.action == "show":
+        return EXIT_OK
+    champion = reg.champion_name()
+    if args.action == "show":
         name = args.version or champion
         if not name:
             print("the registry has no champion yet; name a version")
@@ -210,9 +225,6 @@ def cmd_registry(args: argparse.Namespace) -> int:
         else:
             print("shadow decision: none recorded")
         print(json.dumps(manifest, indent=2, sort_keys=True))
-    elif args.action == "history":
-        for e in reg.history():
-            print(f"{e['seq']:>4} {e['at']}  {e['action']:<8} {e['version']}  (was {e.get('previous')})  {e.get('reason', '')}")
     elif args.action == "promote":
         entry = reg.promote(args.version, expected_current=champion, reason=args.reason or "manual promotion")
         print(f"promoted {entry['version']} (was {entry['previous']})")

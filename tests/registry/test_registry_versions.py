@@ -155,3 +155,29 @@ def test_gs_registry_without_credentials_fails_at_once_with_one_clear_line(monke
     with pytest.raises(ValueError, match="no Google Cloud credentials found"):
         Registry("gs://some-bucket/registry")
     assert time.perf_counter() - t0 < 10
+
+
+def test_cli_list_and_history_still_work_when_the_champion_pointer_is_broken(tmp_path, capsys):
+    """An operator repairing a broken pointer needs the versions and the log: `list` prints
+    them and names the broken entry (exit 1), `history` prints the log (exit 0), `show`
+    without a version fails naming the entry (exit 2)."""
+    import json
+
+    from pipelines.cli import main
+    art = tmp_path / "a.bin"
+    art.write_bytes(b"weights")
+    reg = Registry(str(tmp_path / "reg"), create=True)
+    v, _ = reg.publish({"models/x": str(art)}, "2011-04-28")
+    reg.promote(v.name)
+    (tmp_path / "reg" / "promotions" / "00000002.json").write_text(json.dumps(
+        {"seq": 2, "action": "promote", "version": v.name + "-gone", "previous": v.name,
+         "at": "2011-04-29T00:00:00Z"}))
+    url = str(tmp_path / "reg")
+    assert main(["registry", "list", "--url", url]) == 1
+    out = capsys.readouterr().out
+    assert v.name in out and "champion: unreadable" in out and "00000002.json" in out
+    assert main(["registry", "history", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert v.name + "-gone" in out and "promote" in out
+    assert main(["registry", "show", "--url", url]) == 2
+    assert "00000002.json" in capsys.readouterr().err
