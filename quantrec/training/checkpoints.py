@@ -36,6 +36,13 @@ def _write_bytes(path: str, data: bytes) -> None:
     fs.mv(tmp, p)
 
 
+def remove(path: str) -> None:
+    """Delete ``path`` if it exists (a file no state names any more)."""
+    fs, p = fsspec.core.url_to_fs(path)
+    if fs.exists(p):
+        fs.rm(p)
+
+
 def exists(path: str) -> bool:
     fs, p = fsspec.core.url_to_fs(path)
     return fs.exists(p)

@@ -167,9 +167,13 @@ def train(model: torch.nn.Module,
     """Train ``model`` in place and leave its best weights loaded.
 
     Files in ``out_dir`` (fsspec URL): ``best.safetensors`` (best weights),
-    ``last.safetensors`` (weights + optimizer, for resume), ``trainer_state.json``
-    (epoch, history, early-stopping state), ``config.json`` (model + train config).
-    Resumes from ``last.safetensors`` when ``config.resume`` and a state exists.
+    ``last-<epoch>.safetensors`` (weights + optimizer after that epoch, for resume),
+    ``trainer_state.json`` (epoch, history, early-stopping state and the name of its
+    ``last-*`` file), ``config.json`` (model + train config). The state is written after
+    the checkpoint it names and older ``last-*`` files are removed after it, so a kill
+    between any two writes resumes from a consistent pair (one shared ``last`` file would
+    let a kill after its write and before the state's resume epoch k+1 from weights that
+    already trained on it). Resumes when ``config.resume`` and a state exists.
     ``epoch_hook(epoch, epochs) -> dict`` fills ``StepContext.extra`` for the epoch.
     ``train_data``: a dict of equal-length tensors or a batch provider (units permuted
     globally, sharded ``[rank::world]``); ``val_data`` goes to ``eval_fn`` unchanged.
@@ -179,15 +183,21 @@ def train(model: torch.nn.Module,
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     set_seed(config.seed)
-    best_path, last_path = ck.join(out_dir, "best.safetensors"), ck.join(out_dir, "last.safetensors")
+    best_path = ck.join(out_dir, "best.safetensors")
     state_path = ck.join(out_dir, "trainer_state.json")
+    last_path = ""
 
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history: list[dict[str, float]] = []
     start_epoch, best_metric, best_epoch, bad_epochs = 0, math.inf, -1, 0
     finished = False
-    if config.resume and ck.exists(state_path) and ck.exists(last_path):
-        st = ck.load_json(state_path)
+    st = ck.load_json(state_path) if config.resume and ck.exists(state_path) else None
+    if st is not None:
+        # states written before per-epoch files name none: their file is last.safetensors
+        last_path = ck.join(out_dir, st.get("last", "last.safetensors"))
+        if not ck.exists(last_path):
+            raise FileNotFoundError(f"{state_path} names the checkpoint {last_path}, which does not exist; "
+                                    "remove the folder to train from scratch")
         ck.load_training_checkpoint(last_path, model, opt, st["optim"])
         history = st["history"]
         start_epoch = st["epoch"] + 1
@@ -279,11 +289,15 @@ def train(model: torch.nn.Module,
             bad_epochs += 1
         stopped_early = bad_epochs >= config.patience
         if rank == 0:
+            previous, last_name = last_path, f"last-{epoch:04d}.safetensors"
+            last_path = ck.join(out_dir, last_name)
             optim_meta = ck.save_training_checkpoint(last_path, model, opt)
             ck.save_json(state_path, {"epoch": epoch, "history": history, "best_metric": best_metric,
                                       "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                                      "stopped_early": stopped_early,
+                                      "stopped_early": stopped_early, "last": last_name,
                                       "optim": optim_meta})
+            if previous and previous != last_path:
+                ck.remove(previous)
         if world > 1:
             dist.barrier()
         if config.progress and rank == 0:

@@ -114,3 +114,44 @@ def test_schedules():
     assert sampling_prob("always_tf", 3, 10) == 0.0 and sampling_prob("never_tf", 0, 10) == 1.0
     with pytest.raises(ValueError):
         sampling_prob("nope", 0, 1)
+
+
+def test_a_kill_between_checkpoint_and_state_resumes_consistently(tmp_path, monkeypatch):
+    """The state JSON names the per-epoch checkpoint it belongs to: a crash after epoch 2's
+    checkpoint is written but before its state is, resumes epoch 2 from epoch 1's weights
+    (a shared last file would hold epoch 2's weights under epoch 1's state, and epoch 2
+    would be trained twice). The end result equals an uninterrupted run; one last-* file stays."""
+    import quantrec.training.trainer as T
+    torch.manual_seed(0)
+    ref = Lin()
+    init = {k: v.clone() for k, v in ref.state_dict().items()}
+    train(ref, step, _data(), _data(seed=1), _cfg(), str(tmp_path / "a"), val_mae)
+
+    real_save_json = T.ck.save_json
+
+    def crash_on_epoch_2_state(path, obj):
+        if path.endswith("trainer_state.json") and obj["epoch"] == 2:
+            raise KeyboardInterrupt("killed between the checkpoint and the state")
+        return real_save_json(path, obj)
+
+    m = Lin()
+    m.load_state_dict(init)
+    monkeypatch.setattr(T.ck, "save_json", crash_on_epoch_2_state)
+    with pytest.raises(KeyboardInterrupt):
+        train(m, step, _data(), _data(seed=1), _cfg(), str(tmp_path / "b"), val_mae)
+    monkeypatch.setattr(T.ck, "save_json", real_save_json)
+    assert (tmp_path / "b" / "last-0002.safetensors").exists()   # written, but no state names it
+    m2 = Lin()
+    res = train(m2, step, _data(), _data(seed=1), _cfg(), str(tmp_path / "b"), val_mae)
+    assert [h["epoch"] for h in res.history] == [0, 1, 2, 3]
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(m2.state_dict()[k], v)
+    assert sorted(p.name for p in (tmp_path / "b").glob("last*.safetensors")) == ["last-0003.safetensors"]
+
+
+def test_a_state_naming_a_missing_checkpoint_is_a_clear_error(tmp_path):
+    train(Lin(), step, _data(), _data(seed=1), _cfg(), str(tmp_path), val_mae)
+    for p in tmp_path.glob("last-*.safetensors"):
+        p.unlink()
+    with pytest.raises(FileNotFoundError, match=r"trainer_state.json names the checkpoint .*last-0003"):
+        train(Lin(), step, _data(), _data(seed=1), _cfg(), str(tmp_path), val_mae)
