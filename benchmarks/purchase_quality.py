@@ -63,7 +63,7 @@ TRIALS: dict[str, list[dict[str, Any]]] = {
     "mean_pool": [{}, {"train": {"lr": 3e-3}}],
     "din": [{}, {"train": {"lr": 3e-3}}],
     "sim": [{}, {"train": {"lr": 3e-3}}],
-    "dmqn": [{}, {"train": {"lr": 5e-3}}],
+    "dmqn": [{}, {"train": {"lr": 5e-3}}, {"train": {"epochs": 12, "patience": 3}}],
 }
 #: history-length buckets (the user's earlier lines): 50 = DIN's window
 BUCKETS = ((0, 0, "0"), (1, 49, "1-49"), (50, 199, "50-199"), (200, 999, "200-999"), (1000, 10**12, "1000+"))
@@ -203,8 +203,10 @@ def synthetic_request(length: int, n_items: int, candidates: int, seed: int = 0)
 
 def cost_curve(lengths: tuple[int, ...] = COST_LENGTHS, candidates: int = 100, n_items: int = 4500,
                reps: int = 7) -> list[dict[str, Any]]:
-    """Median ms per request (1 torch thread): DMQN small() full forward, DMQN score from
-    the cached state, DIN and SIM full forwards, at each history length."""
+    """ms per request (1 torch thread; median ``*_ms`` and best ``*_min_ms`` of ``reps``: on
+    a loaded machine the minimum is the stable figure): DMQN small() full forward, its
+    user state alone, DMQN score from the cached state, DIN and SIM full forwards, at each
+    history length."""
     import torch
     from quantrec.models.dmqn import DMQNConfig, DMQNNet
     from quantrec.models.purchase_peers import SeqPeerConfig, SeqPeerNet
@@ -213,14 +215,14 @@ def cost_curve(lengths: tuple[int, ...] = COST_LENGTHS, candidates: int = 100, n
     dmqn = DMQNNet(n_items, DMQNConfig.small()).eval()
     peers = {p: SeqPeerNet(n_items, SeqPeerConfig.small(), p).eval() for p in ("din", "sim")}
 
-    def med(fn) -> float:
+    def timed(fn) -> tuple[float, float]:
         fn()  # warm-up
         t = []
         for _ in range(reps):
             t0 = time.perf_counter()
             fn()
             t.append(time.perf_counter() - t0)
-        return 1000 * float(np.median(t))
+        return 1000 * float(np.median(t)), 1000 * float(np.min(t))
 
     rows = []
     with torch.no_grad():
@@ -230,28 +232,37 @@ def cost_curve(lengths: tuple[int, ...] = COST_LENGTHS, candidates: int = 100, n
             cand = (b["cand_item"], b["cand_price"], b["row_unit"])
             din = {**b, **{k: v[-50:] for k, v in b.items() if k in ("hist_item", "hist_ts", "hist_price", "hist_qty")},
                    "hist_offsets": torch.tensor([0, min(n, 50)])}
-            rows.append({"history": n, "candidates": candidates,
-                         "dmqn_full_ms": med(lambda: dmqn(b)),
-                         "dmqn_state_ms": med(lambda: dmqn.user_state(b)),
-                         "dmqn_cached_score_ms": med(lambda: dmqn.score(state, *cand)),
-                         "din_full_ms": med(lambda: peers["din"](din)),
-                         "sim_full_ms": med(lambda: peers["sim"](b))})
+            row: dict[str, Any] = {"history": n, "candidates": candidates}
+            for key, fn in (("dmqn_full", lambda: dmqn(b)), ("dmqn_state", lambda: dmqn.user_state(b)),
+                            ("dmqn_cached_score", lambda: dmqn.score(state, *cand)),
+                            ("din_full", lambda: peers["din"](din)), ("sim_full", lambda: peers["sim"](b))):
+                row[f"{key}_ms"], row[f"{key}_min_ms"] = timed(fn)
+            rows.append(row)
     return rows
 
 
 # ---- tables and report ----------------------------------------------------------------------
 def summary_table(records: list[dict[str, Any]], selected: dict[str, dict]) -> pd.DataFrame:
+    """One row per model for its selected trial (marked *), plus a row for every other
+    trial measured on two or more seeds (e.g. the small() default when a trial won)."""
     rows = []
     for name in MODEL_ORDER:
-        recs = [r for r in records if r["model"] == name and r["trial"] == selected.get(name, {}).get("trial")]
-        if not recs:
+        if name not in selected:
             continue
-        row = {"model": MODELS[name].display_name, "seeds": len(recs)}
-        for s in ("val", "eval"):
-            for m in ("AUC", "GAUC", "logloss"):
-                row[f"{s} {m}"] = fmt_mean_std([r[s][m] for r in recs])
-        row["fit s"] = fmt_mean_std([r["fit_s"] for r in recs], 0)
-        rows.append(row)
+        trials = sorted({r["trial"] for r in records if r["model"] == name})
+        for t in [selected[name]["trial"]] + [t for t in trials if t != selected[name]["trial"]]:
+            recs = [r for r in records if r["model"] == name and r["trial"] == t]
+            if t != selected[name]["trial"] and len(recs) < 2:
+                continue
+            ov = recs[0]["overrides"] or "small()"
+            star = "*" if t == selected[name]["trial"] else ""
+            row = {"model": MODELS[name].display_name, "trial": f"{star}{t} {json.dumps(ov) if ov != 'small()' else ov}",
+                   "seeds": len(recs)}
+            for s in ("val", "eval"):
+                for m in ("AUC", "GAUC", "logloss"):
+                    row[f"{s} {m}"] = fmt_mean_std([r[s][m] for r in recs])
+            row["fit s"] = fmt_mean_std([r["fit_s"] for r in recs], 0)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -308,12 +319,12 @@ def write_report(path: Path, records: list[dict], selected: dict, cost: list[dic
     rep.add_figure("val AUC by history length", fig)
     if cost:
         df = pd.DataFrame(cost)
-        rep.add_table("cost per request, 100 candidates (ms, median)", df)
+        rep.add_table("cost per request, 100 candidates (ms: median and best of the repetitions)", df)
         fig, ax = plt.subplots(figsize=(7, 4))
-        for col in ("dmqn_full_ms", "dmqn_cached_score_ms", "din_full_ms", "sim_full_ms"):
+        for col in ("dmqn_full_min_ms", "dmqn_cached_score_min_ms", "din_full_min_ms", "sim_full_min_ms"):
             ax.loglog(df["history"], df[col], marker="o", label=col)
         ax.set_xlabel("history length (events)")
-        ax.set_ylabel("ms per request")
+        ax.set_ylabel("ms per request (best of the repetitions)")
         ax.legend(fontsize=7)
         fig.savefig(path.with_name(path.stem + "_cost.png"), dpi=96, bbox_inches="tight")
         rep.add_figure("cost curve", fig)
@@ -331,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-train-requests", type=int, default=0, help="most recent N training requests, every model")
     ap.add_argument("--epochs", type=int, default=None, help="override the neural models' epochs (all of them)")
     ap.add_argument("--no-selection", action="store_true", help="small() only (trial 0)")
+    ap.add_argument("--trial-index", type=int, nargs="+", default=None,
+                    help="run only these selection trials on the first seed (e.g. one per process)")
     ap.add_argument("--cost", action="store_true", help="measure the cost curve")
     ap.add_argument("--quick", action="store_true", help="300 requests, 1 epoch, seed 0, no selection, small cost curve")
     ap.add_argument("--json", default=None)
@@ -353,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in [m for m in MODEL_ORDER if m in a.models]:
         trials = TRIALS[name][:1] if a.no_selection else TRIALS[name]
         for t, ov in enumerate(trials):
-            if log.done(model=name, trial=t, seed=first):
+            if log.done(model=name, trial=t, seed=first) or (a.trial_index is not None and t not in a.trial_index):
                 continue
             rec, _ = fit_one(name, ov, first, split, events, a.epochs)
             log.add({"model": name, "trial": t, "overrides": ov, "seed": first, **rec})
@@ -369,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"GAUC {rec['val']['GAUC']:.4f} logloss {rec['val']['logloss']:.4f}  ({rec['fit_s']} s)", flush=True)
     cost = None
     if a.cost or a.quick:
-        cost = cost_curve((100, 1000) if a.quick else COST_LENGTHS, reps=3 if a.quick else 7)
+        cost = cost_curve((100, 1000) if a.quick else COST_LENGTHS, reps=3 if a.quick else 15)
     log.header.update({"selected": select(log.records, first), "cost": cost})
     log.write()
     print_results(log.records, header, cost, first)
@@ -400,7 +413,7 @@ def print_results(records: list[dict], header: dict, cost: list[dict] | None, fi
         d = [r["dmqn"] for r in records if r["model"] == "dmqn" and r["trial"] == selected["dmqn"]["trial"]]
         print("dmqn codeword perplexity min (of 25) per seed: " + ", ".join(f"{x['perplexity_min']:.1f}" for x in d))
     if cost:
-        print("\ncost per request, 100 candidates, median ms (1 thread)")
+        print("\ncost per request, 100 candidates, ms (1 thread; median and best of the repetitions)")
         print(pd.DataFrame(cost).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
 
 
@@ -413,7 +426,9 @@ def merge_files(paths: list[str], out_json: str | None, html: str | None) -> int
         if header and d.get("key") != header.get("key"):
             raise BenchmarkError(f"{p} was measured on other tables / caps than {paths[0]} (key differs)")
         header = header or {k: v for k, v in d.items() if k not in ("records", "selected", "cost")}
-        records += d.get("records", [])
+        seen = {(r["model"], r["trial"], r["seed"]) for r in records}
+        # a file copied to resume other seeds in parallel repeats its first records: keep one
+        records += [r for r in d.get("records", []) if (r["model"], r["trial"], r["seed"]) not in seen]
         cost = d.get("cost") or cost
     first = min(r["seed"] for r in records) if records else 0
     print_results(records, header, cost, first)
