@@ -103,6 +103,23 @@ def _file_list(src: str) -> tuple[Any, list[tuple[str, str]]]:
     return fs, [(path, "")]
 
 
+def _write_synced_tmp(path: str, data: bytes) -> str:
+    """Write ``data`` to a fresh temp file beside local ``path``, fsync'd; returns its name
+    (the caller renames or links it into place, so ``path`` appears whole or not at all).
+    A temp file a failed write leaves is removed before the error propagates."""
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        _remove_quietly(tmp)
+        raise
+    return tmp
+
+
 def _remove_quietly(path: str) -> None:
     try:
         os.unlink(path)
@@ -201,13 +218,9 @@ class Registry:
         if not self._local:
             self._write(path, data)
             return
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        tmp = ""
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            tmp = _write_synced_tmp(path, data)
             os.replace(tmp, path)
         except OSError as exc:
             _remove_quietly(tmp)
@@ -217,13 +230,9 @@ class Registry:
         """Create ``path`` with ``data`` only if it does not exist; False if it does.
         Readers never see a half-written file."""
         if self._local:
-            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+            tmp = ""
             try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                tmp = _write_synced_tmp(path, data)
                 os.link(tmp, path)  # atomic, fails if path exists
                 return True
             except FileExistsError:
