@@ -345,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trial-index", type=int, nargs="+", default=None,
                     help="run only these selection trials on the first seed (e.g. one per process)")
     ap.add_argument("--cost", action="store_true", help="measure the cost curve")
+    ap.add_argument("--cost-reps", type=int, default=15, help="repetitions per cost figure (best and median kept)")
     ap.add_argument("--quick", action="store_true", help="300 requests, 1 epoch, seed 0, no selection, small cost curve")
     ap.add_argument("--json", default=None)
     ap.add_argument("--html", default=None, help="HTML report (default: beside --json)")
@@ -382,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"GAUC {rec['val']['GAUC']:.4f} logloss {rec['val']['logloss']:.4f}  ({rec['fit_s']} s)", flush=True)
     cost = None
     if a.cost or a.quick:
-        cost = cost_curve((100, 1000) if a.quick else COST_LENGTHS, reps=3 if a.quick else 15)
+        cost = cost_curve((100, 1000) if a.quick else COST_LENGTHS, reps=3 if a.quick else a.cost_reps)
     log.header.update({"selected": select(log.records, first), "cost": cost})
     log.write()
     print_results(log.records, header, cost, first)
