@@ -22,6 +22,7 @@ from quantrec.models.dmqn import DMQNConfig, DMQNModel
 from quantrec.models.gr import GRConfig, GRModel
 from quantrec.models.lgbm import LGBMConfig, LGBMModel
 from quantrec.models.mlp import MLPConfig, MLPModel
+from quantrec.models.purchase_peers import PEER_CLASSES
 from quantrec.models.rqreg import RQRegConfig, RQRegModel
 from quantrec.models.wlr import WLRConfig, WLRModel
 from quantrec.models.ziln import ZILNConfig, ZILNModel
@@ -51,9 +52,10 @@ def register_model(cls: type) -> type:
     return cls
 
 
-for _cls in (RQRegModel, WLRModel, MLPModel, LGBMModel, GRModel, ZILNModel, DMQNModel):
+# the purchase peers (popularity, ui_lines, LightGBM, mean pooling, DIN, SIM) are
+# registered so the benchmark and a run config can train them like DMQN
+for _cls in (RQRegModel, WLRModel, MLPModel, LGBMModel, GRModel, ZILNModel, DMQNModel, *PEER_CLASSES):
     register_model(_cls)
-for _cls in __import__("quantrec.models.purchase_peers", fromlist=["PEER_CLASSES"]).PEER_CLASSES: register_model(_cls)  # noqa: E701 (issue 9 peers)
 
 
 def load_model(path: str):
