@@ -487,6 +487,48 @@ def _events_of(inputs: Any) -> pd.DataFrame:
     return ev
 
 
+def purchase_batches(frame: pd.DataFrame, index: ItemIndex, events: pd.DataFrame | None, log: EventLog | None,
+                     cap: int, with_labels: bool, who: str,
+                     error: type[Exception]) -> tuple[Requests, Histories, RequestBatches]:
+    """A purchase table -> its requests, their histories (``cap`` most recent events, 0 =
+    whole) and a request provider with rows cand_item, cand_price (+ y) (R,): what DMQN and
+    the sequence peers train and predict on. ``log``: the events already indexed (else built
+    from ``events``). A missing column raises ``error`` naming it, before events are read."""
+    missing = [c for c in (S.USER, S.DAY, S.ITEM) + ((S.LABEL,) if with_labels else ()) if c not in frame.columns]
+    if missing:
+        raise error(f"{who}: the purchase table lacks the column(s) {missing}")
+    log = log if log is not None else EventLog.from_events(events, index)
+    req = Requests.of(frame)
+    hist = build_histories(log, req.users, req.days, cap)
+    item = index.lookup(frame[S.ITEM].to_numpy())
+    rows = {"cand_item": torch.from_numpy(item), "cand_price": torch.from_numpy(index.price[item])}
+    if with_labels:
+        rows["y"] = torch.from_numpy(frame[S.LABEL].to_numpy(dtype=np.float32))
+    return req, hist, RequestBatches(hist, req.row_request, rows)
+
+
+def request_mean_bce(logit: torch.Tensor, y: torch.Tensor, provider: RequestBatches, ctx: StepContext) -> torch.Tensor:
+    """BCE summed over the batch's candidate rows, divided by the rows of the whole global
+    batch (all shards), times the world size: DDP's gradient mean then equals the
+    single-process row mean exactly."""
+    rows = provider.rows(ctx.global_index) if ctx.global_index is not None else logit.shape[0]
+    return F.binary_cross_entropy_with_logits(logit, y, reduction="sum") * ctx.world / max(rows, 1)
+
+
+@torch.no_grad()
+def predict_request_rows(net: nn.Module, prov: RequestBatches, eval_requests: int,
+                         logits: Any) -> np.ndarray:
+    """(n_rows,) float64 probabilities in the provider's original row order;
+    ``logits(net, batch)`` -> (rows,) logits. The net's train/eval mode is restored."""
+    was = net.training
+    net.eval()
+    out = np.zeros(int(sum(prov.row_count)), dtype=np.float64)
+    for idx, b in prov.iter_batches(eval_requests):
+        out[prov.row_positions(idx)] = torch.sigmoid(logits(net, b).double()).numpy()
+    net.train(was)
+    return out
+
+
 class DMQNModel:
     """fit / predict / save / load + the caching API (``user_states`` / ``score``).
 
@@ -522,17 +564,8 @@ class DMQNModel:
         rows cand_item, cand_price (+ y) (R,)."""
         if self.index is None:
             raise RuntimeError("dmqn: call fit() or load() first")
-        missing = [c for c in (S.USER, S.DAY, S.ITEM) + ((S.LABEL,) if with_labels else ()) if c not in frame.columns]
-        if missing:
-            raise DMQNInputError(f"dmqn: the purchase table lacks the column(s) {missing}")
-        log = log if log is not None else self._log(events)
-        req = Requests.of(frame)
-        hist = build_histories(log, req.users, req.days, self.config.max_history)
-        item = self.index.lookup(frame[S.ITEM].to_numpy())
-        rows = {"cand_item": torch.from_numpy(item), "cand_price": torch.from_numpy(self.index.price[item])}
-        if with_labels:
-            rows["y"] = torch.from_numpy(frame[S.LABEL].to_numpy(dtype=np.float32))
-        return req, hist, RequestBatches(hist, req.row_request, rows)
+        return purchase_batches(frame, self.index, events, log, self.config.max_history, with_labels, "dmqn",
+                                DMQNInputError)
 
     def _tau(self, epoch: int, epochs: int) -> float:
         c = self.config
@@ -546,9 +579,7 @@ class DMQNModel:
     def _loss(self, net: nn.Module, batch: Batch, ctx: StepContext):
         logit, attn = net(batch, ctx.extra.get("tau", 1.0))
         inner = net.module if hasattr(net, "module") else net
-        bce_sum = F.binary_cross_entropy_with_logits(logit, batch["y"], reduction="sum")
-        rows = self._provider.rows(ctx.global_index) if ctx.global_index is not None else logit.shape[0]
-        bce = bce_sum * ctx.world / max(rows, 1)
+        bce = request_mean_bce(logit, batch["y"], self._provider, ctx)
         logits = inner.last_aux["logits"]                                      # (S, N, W)
         parts: dict[str, float] = {"bce": float(bce.detach())}
         loss = bce
@@ -568,22 +599,12 @@ class DMQNModel:
         parts["clusters_per_user"] = float(inner.last_aux["valid"].sum(1).double().mean())
         return loss, parts
 
-    @torch.no_grad()
     def _predict_provider(self, net: DMQNNet, prov: RequestBatches) -> np.ndarray:
         """(n_rows,) float64 probabilities in the provider's original row order."""
-        was = net.training
-        net.eval()
-        out = np.zeros(sum(prov.row_count), dtype=np.float64) if prov.n else np.zeros(0)
-        for idx, b in prov.iter_batches(self.config.eval_requests):
-            logit, _ = net(b)
-            out[prov.row_positions(idx)] = torch.sigmoid(logit.double()).numpy()
-        net.train(was)
-        return out
+        return predict_request_rows(net, prov, self.config.eval_requests, lambda n, b: n(b)[0])
 
     def _val_logloss(self, net: DMQNNet, prov: RequestBatches) -> float:
-        p = self._predict_provider(net, prov)
-        y = prov.original_rows("y").numpy()
-        return float(logloss(y, p))
+        return float(logloss(prov.original_rows("y").numpy(), self._predict_provider(net, prov)))
 
     def fit(self, train_frame: pd.DataFrame, val_frame: pd.DataFrame, inputs: Any = None,
             out_dir: str | None = None, init_from: "DMQNModel | None" = None) -> TrainResult:

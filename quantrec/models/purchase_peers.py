@@ -49,10 +49,11 @@ from torch import nn
 
 from quantrec.data import schema as S
 from quantrec.data.sequences import (PRICE_BUCKETS, QTY_BUCKETS, EventLog, ItemIndex, Requests,
-                                     build_histories, history_length_summary)
+                                     history_length_summary)
 from quantrec.dataclass_io import ConfigError, build_dataclass
 from quantrec.evaluation.metrics import logloss
-from quantrec.models.dmqn import AGE_BUCKETS, COUNT_BUCKETS, age_bucket, pair_events, row_blocks
+from quantrec.models.dmqn import (AGE_BUCKETS, COUNT_BUCKETS, age_bucket, pair_events, predict_request_rows,
+                                  purchase_batches, request_mean_bce, row_blocks)
 from quantrec.models.features import FeaturePipeline, FeatureSpec
 from quantrec.training import checkpoints as ck
 from quantrec.training.batching import Batch, RequestBatches
@@ -293,34 +294,15 @@ class SeqPeerModel:
         cand_price (+ y))."""
         if self.index is None:
             raise RuntimeError(f"{self.name}: call fit() or load() first")
-        need = (S.USER, S.DAY, S.ITEM) + ((S.LABEL,) if with_labels else ())
-        missing = [c for c in need if c not in frame.columns]
-        if missing:
-            raise PeerInputError(f"{self.name}: the purchase table lacks the column(s) {missing}")
-        log = log if log is not None else EventLog.from_events(events, self.index)
-        req = Requests.of(frame)
-        hist = build_histories(log, req.users, req.days, self.history_cap)
-        item = self.index.lookup(frame[S.ITEM].to_numpy())
-        rows = {"cand_item": torch.from_numpy(item), "cand_price": torch.from_numpy(self.index.price[item])}
-        if with_labels:
-            rows["y"] = torch.from_numpy(frame[S.LABEL].to_numpy(dtype=np.float32))
-        return req, hist, RequestBatches(hist, req.row_request, rows)
+        return purchase_batches(frame, self.index, events, log, self.history_cap, with_labels, self.name,
+                                PeerInputError)
 
     def _loss(self, net: nn.Module, batch: Batch, ctx: StepContext):
-        logit = net(batch)
-        rows = self._provider.rows(ctx.global_index) if ctx.global_index is not None else logit.shape[0]
-        bce = F.binary_cross_entropy_with_logits(logit, batch["y"], reduction="sum") * ctx.world / max(rows, 1)
+        bce = request_mean_bce(net(batch), batch["y"], self._provider, ctx)
         return bce, {"bce": float(bce.detach())}
 
-    @torch.no_grad()
     def _predict_provider(self, net: nn.Module, prov: RequestBatches) -> np.ndarray:
-        was = net.training
-        net.eval()
-        out = np.zeros(int(sum(prov.row_count)), dtype=np.float64)
-        for idx, b in prov.iter_batches(self.config.eval_requests):
-            out[prov.row_positions(idx)] = torch.sigmoid(net(b).double()).numpy()
-        net.train(was)
-        return out
+        return predict_request_rows(net, prov, self.config.eval_requests, lambda n, b: n(b))
 
     def _val_logloss(self, net: nn.Module, prov: RequestBatches) -> float:
         return float(logloss(prov.original_rows("y").numpy(), self._predict_provider(net, prov)))
