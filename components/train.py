@@ -46,5 +46,6 @@ def train(task: str, run_date: str, table: Input[Dataset], snapshot: Input[Datas
     for name, s in summary.items():
         for key in ("val_metric", "epochs", "train_rows", "seconds", "warm_start_copied"):
             training.log_metric(f"{name}/{key}", s[key])
-        say(f"{name}: val {s['metric']} {s['val_metric']:.4g}, {s['epochs']} epochs, {s['seconds']:.0f} s, "
+        # the task leads: the local runner shows KFP's task names ("train", "train-2")
+        say(f"{task} {name}: val {s['metric']} {s['val_metric']:.4g}, {s['epochs']} epochs, {s['seconds']:.0f} s, "
             f"warm start: {s['warm_start_from'] or s['warm_start_skipped']}")
