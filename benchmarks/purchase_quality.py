@@ -9,7 +9,9 @@ early-stopped on val logloss.
 
 Selection: every model gets the same small budget: ``TRIALS`` (at most 3 settings, small()
 first) fitted with the first seed; the one with the lowest val logloss is run on the other
-seeds. The trials and their val logloss are in the JSON and the printed table.
+seeds. The trials and their val logloss are in the JSON and the printed table. DMQN has a
+fourth trial, the item memory (``item_memory`` 512, added after the first selection: run it
+with ``--trial-index 3``; one process per seed, ``--seeds K``, then ``--merge``).
 
 Metrics on val and eval: AUC, GAUC (per request user|day, weighted by rows), logloss;
 the same by history-length bucket (``hist_len`` = the user's earlier lines).
@@ -63,7 +65,10 @@ TRIALS: dict[str, list[dict[str, Any]]] = {
     "mean_pool": [{}, {"train": {"lr": 3e-3}}],
     "din": [{}, {"train": {"lr": 3e-3}}],
     "sim": [{}, {"train": {"lr": 3e-3}}],
-    "dmqn": [{}, {"train": {"lr": 5e-3}}, {"train": {"epochs": 12, "patience": 3}}],
+    "dmqn": [{}, {"train": {"lr": 5e-3}}, {"train": {"epochs": 12, "patience": 3}},
+             # brief J (issue 9 follow-up), measured after the selection above: the exact-item
+             # read of the 512 most recent distinct items; run it alone with --trial-index 3
+             {"item_memory": 512}],
 }
 #: history-length buckets (the user's earlier lines): 50 = DIN's window
 BUCKETS = ((0, 0, "0"), (1, 49, "1-49"), (50, 199, "50-199"), (200, 999, "200-999"), (1000, 10**12, "1000+"))
@@ -181,6 +186,8 @@ def fit_one(name: str, overrides: dict[str, Any], seed: int, split: dict[str, pd
                        "codeword_perplexity": d["codeword_perplexity"],
                        "clusters_per_user": d["clusters_per_user_mean"],
                        "ctam_entropy": d["ctam_attention_entropy"]}
+        if "item_memory" in model.state:   # what the memory's cap M dropped, train / val requests
+            rec["dmqn"]["item_memory"] = model.state["item_memory"]
     return rec, model
 
 

@@ -19,14 +19,26 @@ packed as values + offsets, see ``quantrec.data.sequences``)::
           ``quantrec.models.hstu``: pointwise SiLU attention / n, relative position +
           log-bucketed time-gap bias on the clusters' last-event times)     (B, C, d)
     state = [ICIM output, non-empty flag] in (codebook, codeword) order    (B, C, d + 1)
+    item memory (``item_memory`` = M > 0, off by default): the M most recent DISTINCT
+          known items of the history (item row 0, the shared row of rare items, is not
+          an identity and is left out), each as F = 6 numbers (item // 1024, item % 1024,
+          log1p(lines), count bucket, log-age bucket of its last and of its first event
+          before the request day), packed row-major into ceil(M * F / (d + 1)) extra
+          rows appended to the state (``pack_memory``; every number is an integer < 1024
+          or a log1p: exact in float32 and the item id survives the serving cache's
+          float16 storage too)                        state (B, C + ceil(M F / (d + 1)), d + 1)
     ---- everything above is candidate-independent: ``user_states`` computes it for a
          cache; ``score`` does only what follows ----
     CTAM  candidate c = proj(emb(item_c) + emb(price level_c))             (R, d)
           (1) multi-head softmax target attention over the valid clusters + a learned
               "nothing" slot; (2) cluster-aware: c's OWN cluster in each codebook (the
               codeword its item embedding is assigned to) read from the state;
+          (3) with the item memory on: the exact-item read, c's own entry in the
+              memory (match on the item index; absent = count 0): embeddings of its
+              count / last-age / first-age buckets, found flag, log1p(lines)
           MLP([c, interest, c * interest, own clusters, <c, own cluster_n> for each
-              codebook n (bilinear), mean cluster, log #clusters]) + per-item bias
+              codebook n (bilinear), mean cluster, log #clusters (, memory read)])
+              + per-item bias (+ a linear "wide" logit of the memory read)
     loss  BCE (per-row mean over the GLOBAL batch, exact under DDP)
           + diversity_weight * mean_n (1 - H(mean_p softmax(l_pn)) / log W)
 
@@ -57,7 +69,7 @@ from tqdm.auto import tqdm
 
 from quantrec.data import schema as S
 from quantrec.data.sequences import (PRICE_BUCKETS, QTY_BUCKETS, EventLog, Histories, ItemIndex,
-                                     Requests, build_histories, history_length_summary)
+                                     Requests, build_histories, history_length_summary, ranges_to_index)
 from quantrec.dataclass_io import ConfigError, build_dataclass
 from quantrec.evaluation.metrics import logloss
 from quantrec.models.hstu import HSTUConfig, HSTUStack, attention_mass_entropy
@@ -67,6 +79,11 @@ from quantrec.training.trainer import StepContext, TrainConfig, TrainResult, set
 
 AGE_BUCKETS = 64      # log-bucketed seconds between a cluster's last event and the request day
 COUNT_BUCKETS = 16    # 1 + floor(log2(events in the cluster))
+#: item memory entry: (item // ITEM_SPLIT, item % ITEM_SPLIT, log1p(lines), count bucket,
+#: last-age bucket, first-age bucket); the item index is split so that both halves are
+#: integers < 1024, exact in float16 (the serving cache's default state dtype) as in float32
+MEMORY_FIELDS = 6
+ITEM_SPLIT = 1024
 
 
 class DMQNInputError(ValueError):
@@ -94,7 +111,10 @@ class DMQNConfig:
     offset, the "wide" term of factorisation models: popularity without going through
     the MLP), own_bilinear (N explicit scores <W_q c, W_k own cluster_n> of the candidate
     against its own cluster in each codebook, fed to the MLP: on the 2011-12-10 run
-    +0.02 val AUC at 6 epochs). ``train.batch_size`` counts REQUESTS.
+    +0.02 val AUC at 6 epochs). Item memory: item_memory (M, 0 = off): the M most
+    recent distinct items of the history kept with their line count and ages in the
+    state, read exactly by each candidate (requests with more distinct items than M are
+    counted in ``DMQNModel.state["item_memory"]``). ``train.batch_size`` counts REQUESTS.
     """
 
     task: str = "purchase"
@@ -123,6 +143,7 @@ class DMQNConfig:
     mlp_hidden: int = 64
     item_bias: bool = True
     own_bilinear: bool = True
+    item_memory: int = 0
     dropout: float = 0.1
     eval_requests: int = 64
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
@@ -133,7 +154,7 @@ class DMQNConfig:
                          ("d_model", 1), ("codebooks", 1), ("codewords", 2), ("code_dim", 1),
                          ("chunk_len", 1), ("hstu_blocks", 0), ("hstu_heads", 1), ("hstu_attn_dim", 1),
                          ("hstu_linear_dim", 1), ("time_buckets", 1), ("ctam_heads", 1), ("mlp_hidden", 2),
-                         ("eval_requests", 1)):
+                         ("eval_requests", 1), ("item_memory", 0)):
             if getattr(self, key) < low:
                 raise ConfigError(key, f"must be at least {low}, got {getattr(self, key)}")
         if self.d_model % self.ctam_heads:
@@ -142,6 +163,8 @@ class DMQNConfig:
             raise ConfigError("tau_end", f"need 0 < tau_end <= tau_start, got {self.tau_end} / {self.tau_start}")
         if self.gumbel_scale < 0 or self.diversity_weight < 0 or self.logit_scale <= 0:
             raise ConfigError("logit_scale", "logit_scale > 0, gumbel_scale >= 0 and diversity_weight >= 0")
+        if self.item_memory > ITEM_SPLIT ** 2:
+            raise ConfigError("item_memory", f"at most {ITEM_SPLIT ** 2} entries, got {self.item_memory}")
 
     @classmethod
     def small(cls, **kw: Any) -> "DMQNConfig":
@@ -170,6 +193,16 @@ class DMQNConfig:
     @property
     def clusters(self) -> int:
         return self.codebooks * self.codewords
+
+    @property
+    def memory_rows(self) -> int:
+        """State rows holding the packed item memory (0 when it is off)."""
+        return -(-self.item_memory * MEMORY_FIELDS // (self.d_model + 1))
+
+    @property
+    def state_rows(self) -> int:
+        """Rows of a user state: C clusters + the packed item memory."""
+        return self.clusters + self.memory_rows
 
     def hstu(self) -> HSTUConfig:
         return HSTUConfig(d_model=self.d_model, n_heads=self.hstu_heads, attn_dim=self.hstu_attn_dim,
@@ -302,6 +335,99 @@ def recency_order(valid: torch.Tensor, last_ts: torch.Tensor) -> torch.Tensor:
     return torch.sort(key, dim=1, descending=True, stable=True).indices
 
 
+# ---- item memory ---------------------------------------------------------------------------
+def build_item_memory(pair_item: torch.Tensor, pair_off: torch.Tensor, count: torch.Tensor, first: torch.Tensor,
+                      last: torch.Tensor, request_ts: torch.Tensor, M: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(request, item) pairs (grouped by request, ``pair_off`` (B + 1,)): pair_item (P,),
+    count (P,) lines, first / last (P,) int64 s of the pair's first / last event,
+    request_ts (B,) int64 s -> (memory (B, M, MEMORY_FIELDS) float32, distinct (B,) int64).
+
+    Entry j of request b = its j-th most recently bought distinct item (ties: smaller item
+    row first): (item // 1024, item % 1024, log1p(lines), count bucket 1 + floor(log2
+    lines) (0 = empty entry), age bucket of the last and of the first event). Item row 0
+    (rare items sharing a row) is not an identity and is left out. ``distinct``: the
+    known distinct items of each history BEFORE the cap M (> M = entries dropped)."""
+    B = pair_off.shape[0] - 1
+    req = torch.repeat_interleave(torch.arange(B), pair_off[1:] - pair_off[:-1])   # (P,)
+    sel = torch.nonzero(pair_item > 0).squeeze(1)
+    o = sel[torch.sort(last[sel], descending=True, stable=True).indices]            # most recent first
+    o = o[torch.sort(req[o], stable=True).indices]                                  # grouped by request
+    r = req[o]
+    distinct = torch.bincount(r, minlength=B)
+    rank = torch.arange(o.shape[0]) - (torch.cumsum(distinct, 0) - distinct)[r]
+    keep = rank < M
+    o, r, rank = o[keep], r[keep], rank[keep]
+    it, n = pair_item[o], count[o]
+    vals = torch.stack([torch.div(it, ITEM_SPLIT, rounding_mode="floor"), it % ITEM_SPLIT,
+                        torch.log1p(n.double()), count_bucket(n),
+                        age_bucket(request_ts[r] - last[o]), age_bucket(request_ts[r] - first[o])], 1)
+    mem = torch.zeros(B, M, MEMORY_FIELDS, dtype=torch.float32)
+    mem[r, rank] = vals.float()
+    return mem, distinct
+
+
+def count_bucket(n: torch.Tensor) -> torch.Tensor:
+    """Line counts (int64 >= 1) -> 1 + floor(log2 n), capped at COUNT_BUCKETS - 1."""
+    return (torch.log2(n.clamp(min=1).double()).floor().long() + 1).clamp(max=COUNT_BUCKETS - 1)
+
+
+def pack_memory(mem: torch.Tensor, width: int) -> torch.Tensor:
+    """(B, M, F) -> (B, ceil(M * F / width), width): row-major, zero-padded at the end."""
+    B = mem.shape[0]
+    flat = mem.reshape(B, -1)
+    rows = -(-flat.shape[1] // width)
+    return F.pad(flat, (0, rows * width - flat.shape[1])).reshape(B, rows, width)
+
+
+def unpack_memory(rows: torch.Tensor, M: int) -> torch.Tensor:
+    """The inverse of ``pack_memory``: (B, rows, width) -> (B, M, MEMORY_FIELDS)."""
+    return rows.reshape(rows.shape[0], -1)[:, :M * MEMORY_FIELDS].reshape(rows.shape[0], M, MEMORY_FIELDS)
+
+
+def memory_lookup(mem: torch.Tensor, item: torch.Tensor, row_unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each candidate's own memory entry: mem (B, M, F), item (R,) rows, row_unit (R,) ->
+    (found (R,) bool, entry (R, F); zeros where not found). Ids are rounded before the
+    match (a float16-stored state stays exact: both halves are integers < 1024)."""
+    ids = mem[..., 0].round().long() * ITEM_SPLIT + mem[..., 1].round().long()      # (B, M)
+    ids = torch.where(mem[..., 3] > 0.5, ids, torch.full_like(ids, -1))             # empty entries match nothing
+    match = ids[row_unit] == item[:, None]                                          # (R, M)
+    found = match.any(1)
+    pos = match.to(torch.int8).argmax(1)                                            # an item is listed once
+    entry = mem[row_unit, pos] * found[:, None].to(mem.dtype)
+    return found, entry
+
+
+class ItemMemoryRead(nn.Module):
+    """The candidate's exact-item read -> features (R, d + 2) for the CTAM MLP and a
+    linear "wide" logit (R,): count-bucket embedding (bucket 0 = never bought) + last /
+    first age-bucket embeddings (when found), the found flag and log1p(lines)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.count_emb = nn.Embedding(COUNT_BUCKETS, d)
+        self.last_emb = nn.Embedding(AGE_BUCKETS, d)
+        self.first_emb = nn.Embedding(AGE_BUCKETS, d)
+        self.norm = nn.LayerNorm(d)
+        self.wide = nn.Linear(d + 2, 1)
+
+    @property
+    def dim(self) -> int:
+        return self.count_emb.embedding_dim + 2
+
+    def forward(self, mem: torch.Tensor, item: torch.Tensor,
+                row_unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mem (B, M, F), candidates item (R,) + their unit (R,) -> (features (R, d + 2),
+        wide logit (R,))."""
+        found, entry = memory_lookup(mem, item, row_unit)
+        f = found[:, None].to(entry.dtype)
+        cb = entry[:, 3].round().long().clamp(0, COUNT_BUCKETS - 1)
+        last = entry[:, 4].round().long().clamp(0, AGE_BUCKETS - 1)
+        first = entry[:, 5].round().long().clamp(0, AGE_BUCKETS - 1)
+        v = self.norm(self.count_emb(cb) + f * (self.last_emb(last) + self.first_emb(first)))
+        x = torch.cat([v, f, entry[:, 2:3]], 1)                                      # (R, d + 2)
+        return x, self.wide(x).squeeze(-1)
+
+
 # ---- CTAM ----------------------------------------------------------------------------------
 def row_blocks(row_unit: torch.Tensor, n_units: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut every unit's rows into blocks of ``block`` rows: (unit of each block (K,),
@@ -329,12 +455,13 @@ class CTAM(nn.Module):
     in every codebook (the codeword c's item embedding is assigned to), i.e. where the
     user's earlier purchases of c and of items quantised like c were pooled.
 
-    forward(state (B, C, d + 1) in (codebook, codeword) order, cand (R, d), own (R, N)
-    cluster index of c per codebook, row_unit (R,)) -> (logit (R,), attention (R, H, C + 1)
-    with the "nothing" slot at index 0).
+    forward(state (B, C, d + 1) in (codebook, codeword) order (the cluster rows only), cand
+    (R, d), own (R, N) cluster index of c per codebook, row_unit (R,), extra (R, extra_dim)
+    more MLP inputs or None) -> (logit (R,), attention (R, H, C + 1) with the "nothing"
+    slot at index 0).
     """
 
-    def __init__(self, cfg: DMQNConfig) -> None:
+    def __init__(self, cfg: DMQNConfig, extra_dim: int = 0) -> None:
         super().__init__()
         d, H, N = cfg.d_model, cfg.ctam_heads, cfg.codebooks
         if d % H:
@@ -348,12 +475,13 @@ class CTAM(nn.Module):
         n_bil = N if cfg.own_bilinear else 0
         if cfg.own_bilinear:
             self.own_q, self.own_k = nn.Linear(d, d), nn.Linear(d + 1, d)
-        self.mlp = nn.Sequential(nn.Linear(5 * d + 1 + n_bil, cfg.mlp_hidden), nn.ReLU(), nn.Dropout(cfg.dropout),
+        self.mlp = nn.Sequential(nn.Linear(5 * d + 1 + n_bil + extra_dim, cfg.mlp_hidden), nn.ReLU(),
+                                 nn.Dropout(cfg.dropout),
                                  nn.Linear(cfg.mlp_hidden, cfg.mlp_hidden // 2), nn.ReLU(),
                                  nn.Linear(cfg.mlp_hidden // 2, 1))
 
     def forward(self, state: torch.Tensor, cand: torch.Tensor, own: torch.Tensor,
-                row_unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                row_unit: torch.Tensor, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         B, C, D1 = state.shape
         H, dh = self.H, self.dh
         h, valid = state[..., :-1], state[..., -1] > 0.5                      # (B, C, d), (B, C)
@@ -379,6 +507,8 @@ class CTAM(nn.Module):
         parts = [cand, inter, cand * inter, own_h, summary[row_unit], torch.log1p(n_valid.float())[row_unit]]
         if self.own_bilinear:   # (R, N): how well c matches its own cluster in each codebook
             parts.append(torch.einsum("rd,rnd->rn", self.own_q(cand), self.own_k(own_rows)) / math.sqrt(cand.shape[1]))
+        if extra is not None:   # (R, extra_dim): e.g. the item memory read
+            parts.append(extra)
         x = torch.cat(parts, dim=1)
         attn = w.permute(0, 2, 1, 3).reshape(K * T, H, C + 1)[slot]           # (R, H, C+1)
         return self.mlp(x).squeeze(-1), attn
@@ -401,7 +531,8 @@ class DMQNNet(nn.Module):
         self.mcqm = MCQM(cfg)
         self.icim = HSTUStack(cfg.hstu(), cfg.hstu_blocks)
         self.cand_proj = nn.Linear(E, d)
-        self.ctam = CTAM(cfg)
+        self.memory = ItemMemoryRead(d) if cfg.item_memory > 0 else None
+        self.ctam = CTAM(cfg, self.memory.dim if self.memory is not None else 0)
         self.item_bias = nn.Embedding(n_items, 1) if cfg.item_bias else None
         if self.item_bias is not None:
             nn.init.zeros_(self.item_bias.weight)
@@ -409,14 +540,21 @@ class DMQNNet(nn.Module):
 
     def user_state(self, hist: Batch, tau: float = 1.0) -> torch.Tensor:
         """Packed histories (hist_item, hist_price, hist_qty, hist_ts (S,), hist_offsets
-        (B + 1,), hist_request_ts (B,)) -> state (B, C, d + 1) float32 in (codebook,
-        codeword) order: the ICIM output of each cluster and, last channel, 1 = the
-        cluster is non-empty. ICIM sees the clusters ordered by recency."""
+        (B + 1,), hist_request_ts (B,)) -> state (B, C + memory_rows, d + 1) float32: rows
+        [0, C) in (codebook, codeword) order, the ICIM output of each cluster and, last
+        channel, 1 = the cluster is non-empty (ICIM sees the clusters ordered by
+        recency); rows [C, C + memory_rows) the packed item memory (``build_item_memory``
+        / ``pack_memory``; none when ``item_memory`` = 0)."""
         item, ts = hist["hist_item"], hist["hist_ts"]
         inv, pair_item, pair_off = pair_events(item, hist["hist_offsets"], self.item_emb.num_embeddings)
         P, E = pair_item.shape[0], self.cfg.item_dim
         count = torch.zeros(P, dtype=torch.long).index_add(0, inv, torch.ones_like(inv))
         last = torch.zeros(P, dtype=torch.long).scatter_reduce(0, inv, ts, "amax", include_self=True)
+        memory = None
+        if self.cfg.item_memory > 0:
+            first = torch.full((P,), torch.iinfo(torch.long).max).scatter_reduce(0, inv, ts, "amin", include_self=True)
+            memory, distinct = build_item_memory(pair_item, pair_off, count, first, last, hist["hist_request_ts"],
+                                                 self.cfg.item_memory)
         key = self.item_emb(pair_item)                                           # (P, E)
         side = self.price_emb(hist["hist_price"]) + self.qty_emb(hist["hist_qty"])   # (S, E)
         e = key * count[:, None].to(key.dtype) + torch.zeros(P, E).index_add(0, inv, side)
@@ -427,7 +565,11 @@ class DMQNNet(nn.Module):
         h = self.icim(x, valid, torch.gather(m["last_ts"], 1, order))            # (B, C, d) recency order
         h = torch.zeros_like(h).scatter(1, order[..., None].expand_as(h), h)     # back to (n, w) order
         self.last_aux = {"logits": m["logits"], "hard": m["hard"], "valid": m["valid"], "count": count}
-        return torch.cat([h, m["valid"][..., None].to(h.dtype)], -1)
+        state = torch.cat([h, m["valid"][..., None].to(h.dtype)], -1)
+        if memory is None:
+            return state
+        self.last_aux["memory_distinct"] = distinct
+        return torch.cat([state, pack_memory(memory, state.shape[-1]).to(state.dtype)], 1)
 
     def own_clusters(self, item: torch.Tensor) -> torch.Tensor:
         """(R,) item rows -> (R, N) state row (n * W + w) of the codeword w each codebook n
@@ -437,9 +579,19 @@ class DMQNNet(nn.Module):
 
     def score(self, state: torch.Tensor, item: torch.Tensor, price: torch.Tensor,
               row_unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """state (B, C, d + 1), candidates (R,) + their unit (R,) -> (logit (R,), attn)."""
+        """state (B, C + memory_rows, d + 1), candidates (R,) + their unit (R,) ->
+        (logit (R,), attn)."""
+        C = self.cfg.clusters
+        if state.shape[1] != self.cfg.state_rows:
+            raise DMQNInputError(f"score: a state has {state.shape[1]} rows, this model's have "
+                                 f"{self.cfg.state_rows} ({C} clusters + {self.cfg.memory_rows} memory rows)")
         cand = self.cand_proj(self.item_emb(item) + self.price_emb(price))     # (R, d)
-        logit, attn = self.ctam(state, cand, self.own_clusters(item), row_unit)
+        extra = wide = None
+        if self.memory is not None:
+            extra, wide = self.memory(unpack_memory(state[:, C:], self.cfg.item_memory), item, row_unit)
+        logit, attn = self.ctam(state[:, :C], cand, self.own_clusters(item), row_unit, extra)
+        if wide is not None:
+            logit = logit + wide
         if self.item_bias is not None:
             logit = logit + self.item_bias(item)[:, 0]
         return logit, attn
@@ -477,6 +629,30 @@ def ctam_entropy(attn: torch.Tensor) -> float:
     if not bool(keep.any()):
         return math.nan
     return float((ent[keep] / n[keep].log()).mean())
+
+
+def memory_cap_report(distinct: Any, M: int) -> dict[str, Any]:
+    """What the item memory's cap M dropped: distinct (R,) known distinct items per request
+    (before the cap) -> requests, requests over the cap, entries dropped, the largest and
+    the 50/90/99th percentiles of distinct items."""
+    d = np.asarray(distinct, dtype=np.int64)
+    q = np.quantile(d, [0.5, 0.9, 0.99]) if len(d) else np.zeros(3)
+    return {"M": int(M), "requests": int(len(d)), "requests_over_cap": int((d > M).sum()),
+            "share_over_cap": float((d > M).mean()) if len(d) else 0.0,
+            "entries_dropped": int(np.maximum(d - M, 0).sum()), "distinct_max": int(d.max(initial=0)),
+            "distinct_p50": float(q[0]), "distinct_p90": float(q[1]), "distinct_p99": float(q[2])}
+
+
+def history_memory_report(hist: Histories, M: int) -> dict[str, Any]:
+    """``memory_cap_report`` of requests' histories (known items: row > 0), from the
+    event log directly (no forward pass)."""
+    rows, offsets = ranges_to_index(hist.start, hist.end)
+    req = np.repeat(np.arange(hist.n), np.diff(offsets))
+    item = hist.log.item[rows]
+    keep = item > 0
+    n_items = int(hist.log.item.max(initial=0)) + 1
+    pairs = np.unique(req[keep] * n_items + item[keep])             # distinct (request, item)
+    return memory_cap_report(np.bincount(pairs // n_items, minlength=hist.n), M)
 
 
 # ---- the model ---------------------------------------------------------------------------------
@@ -552,6 +728,7 @@ class DMQNModel:
         self.state: dict[str, Any] = {}
         self.train_result: TrainResult | None = None
         self.warm_start_report: dict[str, Any] | None = None
+        self.last_memory_report: dict[str, Any] | None = None
         self._provider: RequestBatches | None = None
 
     # -- data --
@@ -627,7 +804,7 @@ class DMQNModel:
             keep = Requests.of(train_frame)
             train_frame = train_frame[keep.row_request >= keep.n - cfg.max_train_requests].reset_index(drop=True)
         _, hist_tr, prov_tr = self.provider(train_frame, log=log)
-        _, _, prov_va = self.provider(val_frame, log=log)
+        _, hist_va, prov_va = self.provider(val_frame, log=log)
         self._provider = prov_tr
         set_seed(cfg.train.seed)
         self.net = DMQNNet(self.index.size, cfg)
@@ -636,6 +813,9 @@ class DMQNModel:
         self.state = {"train_requests": prov_tr.n, "train_rows": int(sum(prov_tr.row_count)),
                       "history": history_length_summary(hist_tr), "cap": hist_tr.cap_report(),
                       "item_index_cutoff": self.index.cutoff, "items": self.index.size - 1}
+        if cfg.item_memory > 0:
+            self.state["item_memory"] = {s: history_memory_report(h, cfg.item_memory)
+                                         for s, h in (("train", hist_tr), ("val", hist_va))}
         tmp = None
         if out_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="quantrec-dmqn-")
@@ -667,25 +847,31 @@ class DMQNModel:
     def user_states(self, events: pd.DataFrame, users: Any, as_of: Any,
                     progress: bool = False) -> tuple[np.ndarray, torch.Tensor]:
         """Cache refresh: states of ``users`` for requests on day ``as_of`` (histories =
-        their events with day < as_of) -> (users (U,) str, states float32 (U, C, d + 1)).
-        Candidate-independent; ``score`` finishes the prediction."""
+        their events with day < as_of) -> (users (U,) str, states float32 (U, C +
+        memory_rows, d + 1): clusters, then the packed item memory, see ``DMQNNet.user_state``).
+        Candidate-independent; ``score`` finishes the prediction. With the item memory on,
+        ``last_memory_report`` counts the users with more distinct items than it keeps."""
         if self.net is None:
             raise RuntimeError("dmqn: call fit() or load() first")
         users = np.asarray(pd.Series(users, dtype="object").astype(str))
         day = pd.Timestamp(as_of).normalize()
         hist = build_histories(self._log(events), users, np.full(len(users), day), self.config.max_history)
         self.net.eval()
-        states = []
+        states, distinct = [], []
         bs = self.config.eval_requests
         for i in tqdm(range(0, len(users), bs), desc="dmqn user states", disable=not progress):
             b = {f"hist_{k}": v for k, v in hist.batch(np.arange(i, min(i + bs, len(users)))).items()}
             states.append(self.net.user_state(b).float())
-        C, D = self.config.clusters, self.config.d_model + 1
+            if "memory_distinct" in self.net.last_aux:
+                distinct.append(self.net.last_aux["memory_distinct"])
+        if distinct:
+            self.last_memory_report = memory_cap_report(torch.cat(distinct), self.config.item_memory)
+        C, D = self.config.state_rows, self.config.d_model + 1
         return users, (torch.cat(states) if states else torch.zeros(0, C, D))
 
     def user_state(self, history: pd.DataFrame, as_of: Any) -> torch.Tensor:
         """One user's events (any order; rows on/after ``as_of``'s day are ignored) ->
-        state (C, d + 1) float32."""
+        state (C + memory_rows, d + 1) float32."""
         if history[S.USER].nunique() > 1:
             raise DMQNInputError("user_state: the history holds more than one user_id")
         user = str(history[S.USER].iloc[0]) if len(history) else ""
@@ -695,8 +881,9 @@ class DMQNModel:
     def score(self, states: torch.Tensor, candidate_items: Any, state_index: Any = None) -> np.ndarray:
         """Purchase probabilities (R,) float64 of candidates from cached states.
 
-        states: (C, d + 1) of one user, or (U, C, d + 1) with ``state_index`` (R,)
-        naming each candidate's row in it. candidate_items: (R,) item ids."""
+        states: (C + memory_rows, d + 1) of one user, or (U, C + memory_rows, d + 1) with
+        ``state_index`` (R,) naming each candidate's row in it (float16-stored states are
+        accepted: the item memory's ids stay exact). candidate_items: (R,) item ids."""
         if self.net is None:
             raise RuntimeError("dmqn: call fit() or load() first")
         st = torch.as_tensor(states, dtype=torch.float32)
