@@ -112,6 +112,8 @@ def run_one(purchase: pd.DataFrame, events: pd.DataFrame, cfg: DMQNConfig, servi
     out["clusters/user"] = d["clusters_per_user_mean"]
     out["CTAM entropy"] = d["ctam_attention_entropy"]
     out["history"] = res.history
+    if "item_memory" in model.state:     # what the item memory's cap dropped (train / val requests)
+        out["item_memory"] = model.state["item_memory"]
     out["diagnostics"] = d
     if serving_date:
         out["serving"] = serving_figures(model, purchase, events, serving_date)

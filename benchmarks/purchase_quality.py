@@ -209,17 +209,19 @@ def synthetic_request(length: int, n_items: int, candidates: int, seed: int = 0)
 
 
 def cost_curve(lengths: tuple[int, ...] = COST_LENGTHS, candidates: int = 100, n_items: int = 4500,
-               reps: int = 7) -> list[dict[str, Any]]:
+               reps: int = 7, memory: int = 0) -> list[dict[str, Any]]:
     """ms per request (1 torch thread; median ``*_ms`` and best ``*_min_ms`` of ``reps``: on
     a loaded machine the minimum is the stable figure): DMQN small() full forward, its
     user state alone, DMQN score from the cached state, DIN and SIM full forwards, at each
-    history length."""
+    history length; ``memory`` > 0: the same three DMQN figures with ``item_memory`` =
+    memory (``dmqn_mem_*``)."""
     import torch
     from quantrec.models.dmqn import DMQNConfig, DMQNNet
     from quantrec.models.purchase_peers import SeqPeerConfig, SeqPeerNet
     torch.set_num_threads(1)
     torch.manual_seed(0)
     dmqn = DMQNNet(n_items, DMQNConfig.small()).eval()
+    dmqn_mem = DMQNNet(n_items, DMQNConfig.small(item_memory=memory)).eval() if memory > 0 else None
     peers = {p: SeqPeerNet(n_items, SeqPeerConfig.small(), p).eval() for p in ("din", "sim")}
 
     def timed(fn) -> tuple[float, float]:
@@ -244,6 +246,12 @@ def cost_curve(lengths: tuple[int, ...] = COST_LENGTHS, candidates: int = 100, n
                             ("dmqn_cached_score", lambda: dmqn.score(state, *cand)),
                             ("din_full", lambda: peers["din"](din)), ("sim_full", lambda: peers["sim"](b))):
                 row[f"{key}_ms"], row[f"{key}_min_ms"] = timed(fn)
+            if dmqn_mem is not None:
+                state_mem = dmqn_mem.user_state(b)
+                for key, fn in (("dmqn_mem_full", lambda: dmqn_mem(b)),
+                                ("dmqn_mem_state", lambda: dmqn_mem.user_state(b)),
+                                ("dmqn_mem_cached_score", lambda: dmqn_mem.score(state_mem, *cand))):
+                    row[f"{key}_ms"], row[f"{key}_min_ms"] = timed(fn)
             rows.append(row)
     return rows
 
@@ -328,7 +336,10 @@ def write_report(path: Path, records: list[dict], selected: dict, cost: list[dic
         df = pd.DataFrame(cost)
         rep.add_table("cost per request, 100 candidates (ms: median and best of the repetitions)", df)
         fig, ax = plt.subplots(figsize=(7, 4))
-        for col in ("dmqn_full_min_ms", "dmqn_cached_score_min_ms", "din_full_min_ms", "sim_full_min_ms"):
+        for col in ("dmqn_full_min_ms", "dmqn_cached_score_min_ms", "din_full_min_ms", "sim_full_min_ms",
+                    "dmqn_mem_full_min_ms", "dmqn_mem_cached_score_min_ms"):
+            if col not in df.columns:
+                continue
             ax.loglog(df["history"], df[col], marker="o", label=col)
         ax.set_xlabel("history length (events)")
         ax.set_ylabel("ms per request (best of the repetitions)")
@@ -353,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run only these selection trials on the first seed (e.g. one per process)")
     ap.add_argument("--cost", action="store_true", help="measure the cost curve")
     ap.add_argument("--cost-reps", type=int, default=15, help="repetitions per cost figure (best and median kept)")
+    ap.add_argument("--cost-memory", type=int, default=0,
+                    help="also cost DMQN small() with item_memory = N (dmqn_mem_* columns)")
     ap.add_argument("--quick", action="store_true", help="300 requests, 1 epoch, seed 0, no selection, small cost curve")
     ap.add_argument("--json", default=None)
     ap.add_argument("--html", default=None, help="HTML report (default: beside --json)")
@@ -390,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"GAUC {rec['val']['GAUC']:.4f} logloss {rec['val']['logloss']:.4f}  ({rec['fit_s']} s)", flush=True)
     cost = None
     if a.cost or a.quick:
-        cost = cost_curve((100, 1000) if a.quick else COST_LENGTHS, reps=3 if a.quick else a.cost_reps)
+        cost = cost_curve((100, 1000) if a.quick else COST_LENGTHS, reps=3 if a.quick else a.cost_reps,
+                          memory=a.cost_memory)
     log.header.update({"selected": select(log.records, first), "cost": cost})
     log.write()
     print_results(log.records, header, cost, first)
