@@ -19,9 +19,13 @@ Rules (order matters for the counts; ``RULES`` lists them):
 6. null_users: guest lines without a user id (no history to learn from).
 7. non_positive_prices: zero, negative or missing unit prices (bad-debt adjustments,
    samples, free items).
-8. outlier_quantity: purchase lines whose quantity is above the ``outlier_quantile``
+8. below_min_label: interaction tables with a ``label`` column (e.g. a rating): rows
+   whose label is below ``cleaning.min_label``, or missing, are not positive
+   interactions. Removes nothing when the spec maps no label. (An interaction table's
+   unit price is 1, so rule 7 removes nothing there either.)
+9. outlier_quantity: purchase lines whose quantity is above the ``outlier_quantile``
    quantile of the purchase quantities of strictly earlier days (the lines left by
-   rules 1-7). The quantile needs history: it is applied only once earlier days hold
+   rules 1-8). The quantile needs history: it is applied only once earlier days hold
    at least ``OUTLIER_MIN_LINES_ABOVE / (1 - outlier_quantile)`` lines (100,000 for
    0.9999, about four months of the default data), so at least 10 earlier lines lie
    above it. ``outlier_quantile: null`` in the spec switches the rule off.
@@ -42,7 +46,8 @@ from quantrec.data import schema
 from quantrec.data.spec import CleaningRules
 
 RULES: tuple[str, ...] = ("exact_duplicates", "same_day_reversals", "cancellations", "non_product_items",
-                          "zero_quantity", "null_users", "non_positive_prices", "outlier_quantity")
+                          "zero_quantity", "null_users", "non_positive_prices", "below_min_label",
+                          "outlier_quantity")
 ROWS_IN = "rows_in"  # column of ``CleaningReport.by_day``: rows of the day before cleaning
 OUTLIER_MIN_LINES_ABOVE = 10
 
@@ -231,6 +236,11 @@ def clean_transactions(df: pd.DataFrame, rules: CleaningRules) -> tuple[pd.DataF
     drop("zero_quantity", ~(df[schema.QUANTITY] > 0).to_numpy())
     drop("null_users", df[schema.USER].isna().to_numpy())
     drop("non_positive_prices", ~(df[schema.UNIT_PRICE] > 0).to_numpy())
+    if rules.min_label is not None:
+        if schema.LABEL_VALUE not in df.columns:
+            raise ValueError(f"cleaning.min_label is {rules.min_label} but the rows have no "
+                             f"{schema.LABEL_VALUE!r} column (the spec maps no 'label')")
+        drop("below_min_label", ~(df[schema.LABEL_VALUE] >= rules.min_label).to_numpy())
     live = df[alive]
     outliers = np.zeros(len(df), dtype=bool)
     outliers[np.flatnonzero(alive)] = outlier_quantity_mask(live, rules.outlier_quantile).to_numpy()

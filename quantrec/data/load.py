@@ -166,7 +166,9 @@ def to_canonical(raw: pd.DataFrame, spec: DatasetSpec, url: str = "<frame>") -> 
     """Rename and type a raw frame: canonical columns of ``schema`` plus day and gmv.
 
     Returns a frame with ORDER, USER, ITEM (string), TS, DAY (datetime64[ns]),
-    QUANTITY, UNIT_PRICE, GMV (float64), COUNTRY (string), sorted by TS.
+    QUANTITY, UNIT_PRICE, GMV (float64), COUNTRY (string), sorted by TS; with a mapped
+    ``label`` column also LABEL_VALUE (float64). An interaction table (no prices) gets
+    quantity 1 where unmapped, unit price 1 and gmv = quantity.
     """
     if len(raw) == 0:
         raise DataError(f"{url} has no rows")
@@ -183,14 +185,20 @@ def to_canonical(raw: pd.DataFrame, spec: DatasetSpec, url: str = "<frame>") -> 
             raise DataError(f"{url}: column {cols[schema.TS]!r} (role ts) has dtype {ts.dtype} "
                             "and cannot be read as timestamps") from None
     out[schema.TS] = _naive_utc(ts).astype("datetime64[ns]")
-    out[schema.QUANTITY] = _as_numeric(raw, cols[schema.QUANTITY], schema.QUANTITY, url)
+    out[schema.QUANTITY] = (_as_numeric(raw, cols[schema.QUANTITY], schema.QUANTITY, url)
+                            if schema.QUANTITY in cols else 1.0)   # an interaction without a count is one
     if schema.UNIT_PRICE in cols:
         out[schema.UNIT_PRICE] = _as_numeric(raw, cols[schema.UNIT_PRICE], schema.UNIT_PRICE, url)
         out[schema.VALUE] = out[schema.QUANTITY] * out[schema.UNIT_PRICE]
-    else:
+    elif "value" in cols:
         out[schema.VALUE] = _as_numeric(raw, cols["value"], "value", url)
         with np.errstate(divide="ignore", invalid="ignore"):
             out[schema.UNIT_PRICE] = (out[schema.VALUE] / out[schema.QUANTITY]).where(out[schema.QUANTITY] != 0)
+    else:  # interaction table: no prices (schema.LABEL_VALUE's comment)
+        out[schema.UNIT_PRICE] = 1.0
+        out[schema.VALUE] = out[schema.QUANTITY]
+    if "label" in cols:
+        out[schema.LABEL_VALUE] = _as_numeric(raw, cols["label"], "label", url)
     out[schema.COUNTRY] = (_as_id(raw[cols[schema.COUNTRY]]).fillna("") if schema.COUNTRY in cols
                            else pd.Series("", index=raw.index, dtype="string"))
     if out[schema.TS].isna().any():

@@ -18,6 +18,9 @@ COUNTRY = "country"       # str, optional attribute ("" if the spec has none)
 DAY = "day"               # datetime64[ns] normalised to midnight (derived from ts)
 VALUE = "gmv"             # float64, quantity x unit_price (or the spec's value column)
 IS_CANCELLATION = "is_cancellation"  # bool, derived by the spec's rule
+LABEL_VALUE = "label_value"  # float64, the spec's ``label`` column (interaction tables only)
+# Interaction tables (no unit_price / value in the spec): quantity is 1 unless mapped,
+# unit_price is 1 and gmv = quantity, so "spend" features count interactions.
 
 TRANSACTION_COLUMNS = [ORDER, USER, ITEM, TS, QUANTITY, UNIT_PRICE, COUNTRY]
 

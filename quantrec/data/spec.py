@@ -2,12 +2,23 @@
 
 The spec names the table (local path, file:// or gs:// URL, parquet or csv), which of
 its columns play the canonical roles of ``schema.TRANSACTION_COLUMNS``, the cleaning
-rules and the validation thresholds. ``load_spec()`` with no argument returns the spec
+rules and the validation thresholds.
+
+Two kinds of table:
+- transactions (the default): ``unit_price`` or ``value`` is mapped; every task is built.
+- interactions: neither is mapped (user, item, timestamp, optionally a quantity and a
+  ``label`` column such as a rating). Every line is worth its quantity (1 when unmapped)
+  in place of a GMV; only the purchase / interaction task, its replay requests and the
+  events are built; the GMV stages (codebook, GMV models, shadow A/B on GMV) say they are
+  skipped. With a ``label`` column, ``cleaning.min_label`` says which rows are positive
+  interactions (e.g. rating >= 4); the others are removed by the counted cleaning rule
+  ``below_min_label``. ``load_spec()`` with no argument returns the spec
 of the embedded default dataset (Online Retail II).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,8 +34,10 @@ from quantrec.redact import redact
 
 DATA_ENV = "QUANTREC_DATA"
 SPEC_ENV = "QUANTREC_SPEC"
-REQUIRED_ROLES = (schema.USER, schema.ITEM, schema.TS, schema.QUANTITY)
-OPTIONAL_ROLES = (schema.ORDER, schema.COUNTRY, schema.UNIT_PRICE, "value")
+REQUIRED_ROLES = (schema.USER, schema.ITEM, schema.TS)
+OPTIONAL_ROLES = (schema.QUANTITY, schema.ORDER, schema.COUNTRY, schema.UNIT_PRICE, "value", "label")
+NO_PRICES = ("the dataset spec maps no unit_price or value column (an interaction table): "
+             "there is no GMV to learn")
 UCI_HINT = (
     "The default dataset is Online Retail II (UCI Machine Learning Repository, "
     "DOI 10.24432/C5CG6D). Download the workbook from UCI yourself and convert it with "
@@ -60,10 +73,16 @@ class CleaningRules:
     # Rule ``outlier_quantity``: a purchase line whose quantity is above this quantile of
     # the purchase quantities of strictly earlier days is removed (and counted). None: off.
     outlier_quantile: float | None = 0.9999
+    # Rule ``below_min_label`` (interaction tables with a ``label`` column, e.g. a rating):
+    # rows whose label is below this value, or missing, are not positive interactions and
+    # are removed (and counted). Required when the spec maps ``label``; null otherwise.
+    min_label: float | None = None
 
     def __post_init__(self) -> None:
         q = self.outlier_quantile
         _check(q is None or 0.0 < q < 1.0, "cleaning.outlier_quantile", f"must be in (0, 1) or null, got {q}")
+        m = self.min_label
+        _check(m is None or math.isfinite(m), "cleaning.min_label", f"must be a finite number or null, got {m}")
 
 
 @dataclass(frozen=True)
@@ -149,8 +168,9 @@ class ValidationThresholds:
 class DatasetSpec:
     """Roles, location and rules of one transactions table.
 
-    ``columns`` maps canonical role -> source column. Either ``unit_price`` or
-    ``value`` must be mapped; with ``value`` the GMV of a line is that column.
+    ``columns`` maps canonical role -> source column. With ``unit_price`` the GMV of a
+    line is quantity x unit price, with ``value`` that column; with neither the table is
+    an interaction table (``has_prices`` False, see the module docstring).
     """
 
     name: str
@@ -179,15 +199,29 @@ class DatasetSpec:
         missing = [r for r in REQUIRED_ROLES if r not in columns]
         if missing:
             raise SpecError(f"dataset spec does not map the required roles {missing}")
-        if schema.UNIT_PRICE not in columns and "value" not in columns:
-            raise SpecError("dataset spec must map 'unit_price' or 'value'")
+        if schema.UNIT_PRICE in columns and schema.QUANTITY not in columns:
+            raise SpecError("dataset spec maps 'unit_price' but no 'quantity': a line's GMV is quantity x "
+                            "unit_price (map 'value' instead if the table holds line totals)")
         fmt = str(raw.get("format", "parquet"))
         if fmt not in ("parquet", "csv"):
             raise SpecError(f"dataset spec format must be parquet or csv, not {fmt!r}")
         cleaning, validation = _build_section(CleaningRules, raw, "cleaning", source_file), \
             _build_section(ValidationThresholds, raw, "validation", source_file)
+        if ("label" in columns) != (cleaning.min_label is not None):
+            raise SpecError(
+                f"dataset spec {source_file or ''}: " + (
+                    f"maps a 'label' column ({columns['label']!r}) but sets no cleaning.min_label: say which "
+                    "label values are positive interactions (e.g. min_label: 4 for ratings of 4 and 5)"
+                    if "label" in columns else
+                    "sets cleaning.min_label but maps no 'label' column to compare it with"))
         return cls(name=str(raw["name"]), path=str(raw.get("path", "")), columns=columns,
                    format=fmt, cleaning=cleaning, validation=validation, source_file=source_file)
+
+    @property
+    def has_prices(self) -> bool:
+        """True for a transactions table (unit_price or value mapped), False for an
+        interaction table: no GMV, only the purchase / interaction task is built."""
+        return schema.UNIT_PRICE in self.columns or "value" in self.columns
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict

@@ -29,7 +29,7 @@ def test_each_rule_counts_what_it_removes(default_spec):
     lines, report = clean_transactions(canon, default_spec.cleaning)
     assert report.removed == {"exact_duplicates": 1, "same_day_reversals": 1, "cancellations": 2,
                               "non_product_items": 2, "zero_quantity": 1, "null_users": 1,
-                              "non_positive_prices": 1, "outlier_quantity": 0}
+                              "non_positive_prices": 1, "below_min_label": 0, "outlier_quantity": 0}
     assert report.rows_in == 11 and report.rows_out == len(lines) == 2
     # The same counts per day (one day here), and which rows each rule removed.
     assert report.by_day.loc[pd.Timestamp("2011-01-03")].to_dict() == {"rows_in": 11, **report.removed}

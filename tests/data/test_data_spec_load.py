@@ -23,8 +23,10 @@ def test_data_url_overrides_by_argument_and_env(default_spec, monkeypatch):
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({"name": "x", "columns": {"user_id": "u", "item_id": "i", "ts": "t"}}, "required roles"),
-    ({"name": "x", "columns": {"user_id": "u", "item_id": "i", "ts": "t", "quantity": "q"}}, "unit_price"),
+    ({"name": "x", "columns": {"user_id": "u", "item_id": "i", "quantity": "q"}}, "required roles"),
+    # without unit_price or value a spec is an interaction table (tests/data/test_data_interactions.py);
+    # a unit price needs a quantity to make a line's GMV
+    ({"name": "x", "columns": {"user_id": "u", "item_id": "i", "ts": "t", "unit_price": "p"}}, "unit_price"),
     ({"name": "x", "columns": {"user_id": "u", "item_id": "i", "ts": "t", "quantity": "q",
                                "unit_price": "p", "colour": "c"}}, "unknown roles"),
     ({"columns": {}}, "lacks the key 'name'"),
