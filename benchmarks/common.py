@@ -198,6 +198,7 @@ def build_tables(choice: DataChoice, names: tuple[str, ...],
     are built. Raises only for what stops every table (missing data, bad run date)."""
     from quantrec.data.clean import clean_transactions
     from quantrec.data.features import build_aggregates
+    from quantrec.data.spec import NO_PRICES
     from quantrec.data.load import load_transactions
     from quantrec.data.windows import compute_windows
 
@@ -212,6 +213,9 @@ def build_tables(choice: DataChoice, names: tuple[str, ...],
     agg = build_aggregates(lines, as_of=choice.run_date) if "gmv" in names else None
     tables, skipped = {}, {}
     for name in names:
+        if not choice.spec.has_prices:  # an interaction table: no GMV / LTV to learn
+            skipped[name] = NO_PRICES
+            continue
         try:
             frame = _builders()[name](lines, windows, choice.task_config, agg)
         except (ValueError, KeyError) as exc:  # a builder that cannot work on this data

@@ -27,8 +27,11 @@ def build_tasks(snapshot: Input[Dataset], run_date: str, spec: str, config: dict
                                         cfg, {k: a.path for k, a in outs.items()}, table_checks.path,
                                         table_report.path)
     for name, art in outs.items():
-        attach(art, {"rows": summary["rows"][name], "windows": summary["windows"],
-                     "snapshot": snapshot.metadata.get("digest"), "dataset_fingerprint": summary["dataset_fingerprint"]})
+        meta = {"rows": summary["rows"][name], "windows": summary["windows"],
+                "snapshot": snapshot.metadata.get("digest"), "dataset_fingerprint": summary["dataset_fingerprint"]}
+        if name in summary["skipped"]:  # empty on purpose: the stages reading it say they skip
+            meta["skipped"] = summary["skipped"][name]
+        attach(art, meta)
     for rule, count in summary["cleaning"]["removed"].items():
         cleaning.log_metric(f"removed/{rule}", count)
     cleaning.log_metric("rows_in", summary["cleaning"]["rows_in"])
@@ -37,4 +40,7 @@ def build_tasks(snapshot: Input[Dataset], run_date: str, spec: str, config: dict
     rows = ", ".join(f"{name} {summary['rows'][name]['all']:,}" for name in outs)
     say(f"tables {summary['checks']['verdict']} ({summary['checks']['checks_passed']}/"
         f"{summary['checks']['checks_total']} checks): {rows}")
+    for why in dict.fromkeys(summary["skipped"].values()):  # one line per reason
+        names = [n for n, w in summary["skipped"].items() if w == why]
+        say(f"{' and '.join(names)} table{'s' if len(names) > 1 else ''} skipped: {why}")
     return passed

@@ -24,7 +24,8 @@ def fit_codebook(gmv: Input[Dataset], champion: Input[Artifact], config: dict, c
     with open(champion.path) as f:
         info = ChampionInfo.from_dict(json.load(f))
     summary = fit_codebook_stage(gmv.path, RunConfig.from_dict(config), info, codebook.path, report.path,
-                                 reconstruction.path, gmv.metadata["dataset_fingerprint"])
+                                 reconstruction.path, gmv.metadata["dataset_fingerprint"],
+                                 skipped=gmv.metadata.get("skipped"))
     attach(codebook, summary)
     attach(report, summary)
     say(f"codebook {summary['source']}: {summary['reason']}"

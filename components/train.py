@@ -29,7 +29,7 @@ def train(task: str, run_date: str, table: Input[Dataset], snapshot: Input[Datas
     from quantrec.config import RunConfig
     from quantrec.stages.champion import ChampionInfo
     from quantrec.stages.common import run_key
-    from quantrec.stages.train import train_stage
+    from quantrec.stages.train import task_models, train_stage
 
     cfg = RunConfig.from_dict(config)
     with open(champion.path) as f:
@@ -39,9 +39,12 @@ def train(task: str, run_date: str, table: Input[Dataset], snapshot: Input[Datas
     summary = train_stage(task, table.path, cfg, models.path, info,
                           codebook_path=codebook.path if codebook is not None else None,
                           codebook_reused=codebook_reused, events_path=events.path if events is not None else None,
-                          checkpoint_dir=ckpt)
-    attach(models, {"task": task, "models": summary, "config": cfg.to_dict()})
-    if not summary:
+                          checkpoint_dir=ckpt, skipped=table.metadata.get("skipped"))
+    attach(models, {"task": task, "models": summary, "config": cfg.to_dict(),
+                    **({"skipped": table.metadata["skipped"]} if table.metadata.get("skipped") else {})})
+    if table.metadata.get("skipped"):
+        say(f"{task}: skipped ({', '.join(task_models(cfg, task)) or 'no models'}): {table.metadata['skipped']}")
+    elif not summary:
         say(f"no daily model trains on the {task} table (models.daily = {list(cfg.models.daily)})")
     for name, s in summary.items():
         for key in ("val_metric", "epochs", "train_rows", "seconds", "warm_start_copied"):

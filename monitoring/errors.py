@@ -42,3 +42,7 @@ class CodebookMismatch(MonitorError):
     """The codebook was fitted on another dataset (fingerprint) or is not monitorable."""
 
     suggested_action = "rebuild"
+
+
+class NoPrices(MonitorError):
+    """The dataset is an interaction table (its spec maps no price): it has no GMV codebook."""

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from monitoring.config import MonitorConfig
-from monitoring.errors import CodebookMismatch, EmptyWindow, InsufficientData, MissingReference, MonitorError, StaleData
+from monitoring.errors import (CodebookMismatch, EmptyWindow, InsufficientData, MissingReference, MonitorError,
+                               NoPrices, StaleData)
 from monitoring.recommend import Recommendation, error_recommendation, evaluate_rules, recommend, write_alert
 from quantrec.data import schema as S
 from quantrec.redact import redact
@@ -253,7 +254,7 @@ def run_monitor(run_date: Any, codebook: Any, *, data: str | None = None, spec: 
     its artifacts' paths). Returns MonitorResult (exit_code 0 keep / 3 rebuild / 1 error).
     """
     from quantrec.codebook.provenance import dataset_fingerprint
-    from quantrec.data.spec import DatasetSpec, load_spec
+    from quantrec.data.spec import NO_PRICES, DatasetSpec, load_spec
 
     paths = _paths(out_dir, html_path, recommendation_path, alert_path)
     context: dict[str, Any] = {"run_date": str(run_date)}
@@ -263,6 +264,10 @@ def run_monitor(run_date: Any, codebook: Any, *, data: str | None = None, spec: 
         cfg = config if isinstance(config, MonitorConfig) else MonitorConfig.from_dict(config)
         d = pd.Timestamp(run_date).normalize()
         context["run_date"] = str(d.date())
+        spec = spec if isinstance(spec, DatasetSpec) else load_spec(spec)
+        if not spec.has_prices:
+            raise NoPrices(f"dataset {spec.name!r}: {NO_PRICES}, so no GMV codebook to monitor; "
+                           "do not schedule the monitoring pipeline for it")
         if lines is None:
             lines, spec = load_lines(d, data, spec)
         else:

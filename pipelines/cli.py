@@ -96,7 +96,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     for name, df in tt.tables.items():
         write_table(df, str(out / f"{name}.parquet"), name)
     summary = redact_obj({"run_date": date, "windows": tt.windows.to_dict(), "rows": tt.sizes(),
-                          "cleaning": tt.cleaning.to_dict(), "config": cfg.to_dict()})
+                          "skipped": tt.skipped, "cleaning": tt.cleaning.to_dict(), "config": cfg.to_dict()})
     (out / "tasks.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     return EXIT_OK

@@ -72,11 +72,12 @@ def product_purchase_mask(raw: pd.DataFrame, rules: CleaningRules,
 
 def validate_contract(raw: pd.DataFrame, thresholds: ValidationThresholds, rules: CleaningRules,
                       has_order: bool = True, example_columns: list[str] | None = None,
-                      non_product: pd.Series | None = None) -> list[Check]:
+                      non_product: pd.Series | None = None, has_prices: bool = True) -> list[Check]:
     """``transactions.contract`` and the whole-window price check of ``transactions.purchases``.
 
     ``raw``: the canonical read window; ``has_order``: the spec maps an order id column;
-    ``non_product``: the non-product mask of ``raw`` if the caller has it.
+    ``non_product``: the non-product mask of ``raw`` if the caller has it; ``has_prices``
+    False (an interaction table): the price checks are left out (no price column).
     """
     gxe = _gxe()
     slim = pd.DataFrame({c: raw[c].to_numpy(dtype="float64") for c in NUMBERS}, index=raw.index)
@@ -93,6 +94,8 @@ def validate_contract(raw: pd.DataFrame, thresholds: ValidationThresholds, rules
         ex.append(Expect(gxe.ExpectColumnValuesToNotBeNull(column=S.ORDER),
                          "order id present (not null or blank) on every row"))
     checks = run_expectations("transactions.contract", slim, ex, example_columns, rows=raw)
+    if not has_prices:
+        return checks
 
     # Where a line needs a price: every line, or with the spec's default every line
     # whose quantity is not 0 (a missing quantity needs one too: it fails above).
@@ -130,7 +133,8 @@ class Bound:
                 "bound": self.bound, "rows": self.rows}
 
 
-def plausibility_bounds(raw: pd.DataFrame, settings: Plausibility) -> list[Bound]:
+def plausibility_bounds(raw: pd.DataFrame, settings: Plausibility,
+                        columns: tuple[str, ...] = NUMBERS) -> list[Bound]:
     """One ``Bound`` per numeric column that has a scale to learn.
 
     level = min(``settings.quantile``, 1 - MIN_ROWS_ABOVE / n): at least 20 rows lie
@@ -139,7 +143,7 @@ def plausibility_bounds(raw: pd.DataFrame, settings: Plausibility) -> list[Bound
     gets no bound (there is no scale to judge against).
     """
     out = []
-    for col in NUMBERS:
+    for col in columns:
         a = np.abs(raw[col].to_numpy(dtype="float64"))
         a = a[np.isfinite(a)]
         if len(a) <= MIN_ROWS_ABOVE:
@@ -153,8 +157,11 @@ def plausibility_bounds(raw: pd.DataFrame, settings: Plausibility) -> list[Bound
 
 def validate_plausibility(raw: pd.DataFrame, settings: Plausibility, rules: CleaningRules,
                           example_columns: list[str] | None = None,
-                          non_product: pd.Series | None = None) -> list[Check]:
+                          non_product: pd.Series | None = None,
+                          columns: tuple[str, ...] | None = None) -> list[Check]:
     """``transactions.plausibility``: every finite |value| of a product line within its bound.
+
+    ``columns``: the columns judged (default ``NUMBERS``: quantity, unit price, gmv).
 
     Bounds are learned from, and judged on, the lines of products (purchases and
     cancellations; non-product codes excluded). Non-finite values are left to the
@@ -164,8 +171,9 @@ def validate_plausibility(raw: pd.DataFrame, settings: Plausibility, rules: Clea
     if non_product is None:
         non_product = non_product_mask(raw[S.ITEM], rules)
     # Only the numeric columns: a boolean cut of the whole frame copies a million string ids.
-    products = raw.loc[~non_product.to_numpy(), list(NUMBERS)]
-    bounds = plausibility_bounds(products, settings)
+    columns = tuple(columns or NUMBERS)
+    products = raw.loc[~non_product.to_numpy(), list(columns)]
+    bounds = plausibility_bounds(products, settings, columns)
     if not bounds:
         return []
     slim = pd.DataFrame({b.column: products[b.column].to_numpy(dtype="float64") for b in bounds},

@@ -61,7 +61,8 @@ def run_validation(run_date: str, data: str | None = None, spec_path: str | None
         windows = compute_windows(raw[S.DAY], day, window_config or WindowConfig())
         _, cleaning = clean_transactions(raw, spec.cleaning)
         checks, drift = validate_transactions_with_drift(raw, windows, spec.validation, spec.cleaning,
-                                                         cleaning, has_order=S.ORDER in spec.columns)
+                                                         cleaning, has_order=S.ORDER in spec.columns,
+                                                         has_prices=spec.has_prices)
         daily = daily_row_counts(raw, windows, spec.validation.row_count_reference_days)
     except (DataError, SpecError, WindowError) as exc:
         return failed(str(exc))
@@ -77,9 +78,10 @@ def run_validation(run_date: str, data: str | None = None, spec_path: str | None
                                  frame=raw, **ctx))
 
 
-def run_task_table_validation(tables: dict, windows, run_date: str) -> ValidationResult:
-    """GX suites of every task table (schema, ids, labels, splits) as one verdict/report."""
+def run_task_table_validation(tables: dict, windows, run_date: str, skipped=()) -> ValidationResult:
+    """GX suites of every task table (schema, ids, labels, splits) as one verdict/report;
+    ``skipped``: tables empty on purpose (``TaskTables.skipped``), not judged."""
     from validation.tasks import validate_task_tables
     started = time.perf_counter()
-    return ValidationResult(run_date=run_date, checks=validate_task_tables(tables, windows),
+    return ValidationResult(run_date=run_date, checks=validate_task_tables(tables, windows, skipped),
                             windows=windows.to_dict(), elapsed_s=time.perf_counter() - started)

@@ -8,6 +8,8 @@ with the run's windows, no row from the run date or later (leakage guard).
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import pandas as pd
 import pyarrow as pa
 
@@ -112,10 +114,13 @@ def validate_task_table(name: str, df: pd.DataFrame, windows: Windows | None = N
     return run_expectations(f"task.{name}", df, ex, example_cols)
 
 
-def validate_task_tables(tables: dict[str, pd.DataFrame], windows: Windows | None = None) -> list[Check]:
-    """``validate_task_table`` for every known task table in ``tables`` (others, e.g. events, skipped)."""
+def validate_task_tables(tables: dict[str, pd.DataFrame], windows: Windows | None = None,
+                         skipped: Iterable[str] = ()) -> list[Check]:
+    """``validate_task_table`` for every known task table in ``tables`` (others, e.g. events,
+    are not checked); ``skipped``: tables left empty on purpose (``TaskTables.skipped``:
+    an interaction table has no gmv / ltv), not judged."""
     checks: list[Check] = []
     for name in TASK_NAMES:
-        if name in tables:
+        if name in tables and name not in set(skipped):
             checks += validate_task_table(name, tables[name], windows)
     return checks

@@ -162,10 +162,13 @@ def validate_transactions(raw: pd.DataFrame, windows: Windows, thresholds: Valid
 def validate_transactions_with_drift(
         raw: pd.DataFrame, windows: Windows, thresholds: ValidationThresholds,
         rules: CleaningRules | None = None, cleaning: CleaningReport | None = None,
-        has_order: bool = True) -> tuple[list[Check], pd.DataFrame | None]:
+        has_order: bool = True, has_prices: bool = True) -> tuple[list[Check], pd.DataFrame | None]:
     """``validate_transactions`` plus the cleaning drift table (for the report's plot).
 
     The drift table is None when the schema suite failed (nothing else runs then).
+    ``has_prices`` False (an interaction table, ``DatasetSpec.has_prices``): the price
+    checks of the contract are not run and plausibility judges the quantity alone
+    (unit price and gmv are filled in by the loader, there is nothing to check).
     """
     gxe = _gxe()
     rules = rules or CleaningRules()
@@ -177,8 +180,9 @@ def validate_transactions_with_drift(
         return checks, None
 
     non_product = non_product_mask(raw[S.ITEM], rules)  # once: two suites need it
-    checks += validate_contract(raw, t, rules, has_order, EXAMPLE_COLUMNS, non_product)
-    checks += validate_plausibility(raw, t.plausibility, rules, EXAMPLE_COLUMNS, non_product)
+    checks += validate_contract(raw, t, rules, has_order, EXAMPLE_COLUMNS, non_product, has_prices)
+    checks += validate_plausibility(raw, t.plausibility, rules, EXAMPLE_COLUMNS, non_product,
+                                    columns=None if has_prices else (S.QUANTITY,))
     if cleaning is None:
         cleaning = clean_transactions(raw, rules)[1]
     drift_checks, drift = validate_cleaning_drift(raw, cleaning, t, windows.train_start, windows.end,

@@ -21,6 +21,11 @@ Tables (one parquet file each, written with an explicit arrow schema):
             may be old customers: left censoring).
 - events:   the cleaned purchase lines before run_date, the whole behaviour log
             (DMQN reads a user's sequence from it, day < the request day).
+
+An interaction table (a dataset spec without prices, ``DatasetSpec.has_prices``) has no
+GMV: ``gmv`` and ``ltv`` are written empty (with their schemas, so a pipeline's graph is
+the same) and ``TaskTables.skipped`` says why; the stages that need them say they are
+skipped. The purchase table's ``gmv`` column then holds the line's quantity.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from quantrec.dataclass_io import build_dataclass
 from quantrec.data.clean import CleaningReport, clean_transactions
 from quantrec.data.features import FeatureAggregates, build_aggregates, join_features
 from quantrec.data.load import load_transactions
-from quantrec.data.spec import DatasetSpec, load_spec, resolve_data_url
+from quantrec.data.spec import NO_PRICES, DatasetSpec, load_spec, resolve_data_url
 from quantrec.data.windows import WindowConfig, Windows, compute_windows, parse_run_date
 
 TABLE_NAMES = ("gmv", "purchase", "replay", "ltv", "events")
@@ -80,6 +85,7 @@ class TaskTables:
     tables: dict[str, pd.DataFrame]
     cleaning: CleaningReport | None = None
     config: TaskConfig = field(default_factory=TaskConfig)
+    skipped: dict[str, str] = field(default_factory=dict)   # table -> why it is empty on purpose
 
     def sizes(self) -> dict[str, dict[str, int]]:
         """Rows per table and split (tables without a split count under 'all')."""
@@ -200,20 +206,29 @@ def build_ltv_task(lines: pd.DataFrame, windows: Windows, config: TaskConfig) ->
     return feats.reset_index(drop=True)
 
 
+def empty_table(name: str) -> pd.DataFrame:
+    """A task table with no rows and the columns (and dtypes) of its declared schema."""
+    return TABLE_SCHEMAS[name].empty_table().to_pandas()
+
+
 def build_task_tables(lines: pd.DataFrame, windows: Windows, config: TaskConfig = TaskConfig(),
-                      cleaning: CleaningReport | None = None) -> TaskTables:
-    """All task tables from cleaned purchase lines (any days; only < run_date are used)."""
+                      cleaning: CleaningReport | None = None, has_prices: bool = True) -> TaskTables:
+    """All task tables from cleaned purchase lines (any days; only < run_date are used).
+
+    ``has_prices`` False (an interaction table): ``gmv`` and ``ltv`` are empty and
+    listed in ``TaskTables.skipped`` with the reason."""
     lines = lines[lines[S.DAY] < windows.run_date].reset_index(drop=True)
     aggregates = build_aggregates(lines, as_of=windows.run_date)  # once, for every table
     purchase = build_purchase_task(lines, windows, config, aggregates)
+    skipped = {} if has_prices else {"gmv": NO_PRICES, "ltv": NO_PRICES}
     tables = {
-        "gmv": build_gmv_task(lines, windows, aggregates),
+        "gmv": build_gmv_task(lines, windows, aggregates) if has_prices else empty_table("gmv"),
         "purchase": purchase,
         "replay": build_replay_requests(purchase),
-        "ltv": build_ltv_task(lines, windows, config),
+        "ltv": build_ltv_task(lines, windows, config) if has_prices else empty_table("ltv"),
         "events": lines[[S.USER, S.ITEM, S.ORDER, S.TS, S.DAY, S.QUANTITY, S.UNIT_PRICE, S.VALUE, S.COUNTRY]],
     }
-    return TaskTables(windows=windows, tables=tables, cleaning=cleaning, config=config)
+    return TaskTables(windows=windows, tables=tables, cleaning=cleaning, config=config, skipped=skipped)
 
 
 def tables_from_raw(raw: pd.DataFrame, run_date: str | pd.Timestamp, spec: DatasetSpec,
@@ -224,7 +239,7 @@ def tables_from_raw(raw: pd.DataFrame, run_date: str | pd.Timestamp, spec: Datas
     raw = raw[raw[S.DAY] < d]
     windows = compute_windows(raw[S.DAY], d, config.windows)
     lines, report = clean_transactions(raw, spec.cleaning)
-    return build_task_tables(lines, windows, config, cleaning=report)
+    return build_task_tables(lines, windows, config, cleaning=report, has_prices=spec.has_prices)
 
 
 def prepare_run(run_date: str, data: str | None = None, spec: DatasetSpec | None = None,

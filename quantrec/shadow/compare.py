@@ -36,7 +36,7 @@ from quantrec.shadow.replay import (
     slice_names, validate_history_edges,
 )
 
-__all__ = ["ShadowConfig", "Arm", "ShadowResult", "run_shadow", "compact_decision", "ROLES"]
+__all__ = ["ShadowConfig", "Arm", "ShadowResult", "SkippedShadow", "run_shadow", "compact_decision", "ROLES"]
 
 ROLES = ("challenger", "baseline", "champion")
 REFERENCES = ("baseline", "champion")
@@ -221,6 +221,44 @@ class ShadowResult:
         build_html(self).write(html_path)
 
 
+@dataclass
+class SkippedShadow:
+    """The decision of a comparison that could not run (e.g. an interaction table has no
+    GMV to replay): not blessed, with the reason; the same JSON keys as ``ShadowResult``,
+    so publishing and the registry record it like any decision."""
+
+    reason: str
+    config: dict[str, Any]
+
+    blessed = False
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f"shadow comparison skipped: {self.reason}"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"blessed": False, "verdict": "not blessed", "skipped": True,
+                "decision_basis": "no comparison ran: a skipped comparison never blesses",
+                "reasons": self.reasons, "warnings": [], "thresholds": [], "challenger": None,
+                "baseline": None, "champion": None, "deltas": [], "metrics": [], "calibration": [],
+                "slices": [], "config": self.config, "data": {}, "timings": {}, "notes": []}
+
+    def decision_record(self) -> dict[str, Any]:
+        return compact_decision(self.to_json())
+
+    def summary(self) -> dict[str, float | str]:
+        return {"verdict": "not blessed", "blessed": 0.0, "skipped": 1.0, "reasons": self.reasons[0][:2000]}
+
+    def write(self, html_path: str, json_path: str) -> None:
+        from quantrec.reports import HtmlReport
+        from quantrec.shadow.report import write_json
+
+        write_json(self.to_json(), json_path)
+        HtmlReport("Shadow A/B: skipped").add_text(
+            "Not blessed", self.reasons[0] + ". The version is published unblessed; an operator "
+            "can promote it by hand (quantrec registry promote).").write(html_path)
+
+
 def compact_decision(full: dict[str, Any]) -> dict[str, Any]:
     """The compact decision for a registry manifest, from the full decision JSON
     (``ShadowResult.to_json()``, also as read back from the decision artifact)."""
@@ -230,6 +268,8 @@ def compact_decision(full: dict[str, Any]) -> dict[str, Any]:
     out["deltas"] = [d for d in full["deltas"] if d["slice"] == "all"]
     out["data"] = {k: v for k, v in full["data"].items() if k != "xauc_pairs"}
     out["bootstrap"] = {k: full["config"][k] for k in ("resamples", "seed", "ci_level")}
+    if full.get("skipped"):
+        out["skipped"] = True
     return out
 
 

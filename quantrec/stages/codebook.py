@@ -35,21 +35,23 @@ def _spec_of(book: Any) -> dict[str, Any]:
 
 
 def fit_codebook_stage(gmv_path: str, config: RunConfig, champion: ChampionInfo, codebook_path: str,
-                       report_html: str, report_json: str, dataset_fingerprint: str) -> dict[str, Any]:
+                       report_html: str, report_json: str, dataset_fingerprint: str,
+                       skipped: str | None = None) -> dict[str, Any]:
     """Fit (or reuse) the codebook and write it with its reconstruction report (GMV units).
 
     A fitted codebook carries its provenance (fit window, ``dataset_fingerprint``, a
     reference sketch of the training labels) for monitoring; a champion codebook of
     another dataset (fingerprint mismatch) is never reused.
     Returns a flat summary: source ("fitted" | "reused" | "skipped"), reason, shape and
-    the chosen codebook's errors on this run's training labels.
+    the chosen codebook's errors on this run's training labels. ``skipped``: why the GMV
+    table is empty on purpose (an interaction table has no GMV): no codebook, source "skipped".
     """
     from quantrec.codebook import fit_codebook, load_codebook, reconstruction_report, write_reconstruction_report
     from quantrec.codebook.target import TargetCodebook
 
     users = codebook_models(config)
-    if not users:
-        reason = f"no daily model needs a codebook (models.daily = {list(config.models.daily)})"
+    if skipped or not users:
+        reason = skipped or f"no daily model needs a codebook (models.daily = {list(config.models.daily)})"
         with fsspec.open(codebook_path, "w") as f:
             json.dump({"kind": "none", "reason": reason}, f)
         from quantrec.reports import HtmlReport

@@ -12,6 +12,7 @@ Without a purchase model every arm ranks by value alone (p = 1), and the report 
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -57,9 +58,18 @@ def shadow_stage(replay_path: str, purchase_path: str, trained_dirs: list[str], 
                  config: RunConfig, html_path: str, json_path: str, events_path: str | None = None,
                  version_hint: str = "") -> Any:
     """Run the shadow comparison and write its report and decision. Returns the
-    ``ShadowResult`` (``.blessed``, ``.decision_record()``, ``.summary()``)."""
+    ``ShadowResult`` (``.blessed``, ``.decision_record()``, ``.summary()``), or a
+    ``SkippedShadow`` (not blessed, with the reason) when a train stage skipped its
+    models (an interaction table has no GMV models)."""
     from quantrec.shadow.compare import Arm, run_shadow
 
+    from quantrec.shadow.compare import SkippedShadow
+
+    skipped = [r["skipped"] for r in map(read_trained, trained_dirs) if r.get("skipped")]
+    if skipped:  # e.g. an interaction table: no GMV models to compare
+        result = SkippedShadow(f"the GMV models were not trained ({skipped[0]})", asdict(config.shadow))
+        result.write(html_path, json_path)
+        return result
     roles = config.models.roles()
     if not roles.get("gmv"):
         raise ValueError(f"shadow_compare needs a GMV challenger besides the baseline "

@@ -16,7 +16,8 @@ def build_tasks_stage(snapshot_path: str, snapshot_digest: str | None, run_date:
                       report_path: str) -> tuple[bool, dict[str, Any]]:
     """Clean -> windows -> every task table of ``TABLE_NAMES`` written to ``table_paths``;
     then the tables' suites (JSON + HTML). Returns (passed, summary) where the summary
-    holds rows per table and split, the windows, the cleaning counts, the check verdict and
+    holds rows per table and split, the windows, the cleaning counts, the tables left empty
+    on purpose and why (``skipped``: gmv and ltv of an interaction table), the check verdict and
     the dataset fingerprint (``codebook.provenance.dataset_fingerprint``: which dataset
     this is, stable across run dates; codebooks carry it).
     ``snapshot_digest``: the digest the gate recorded; a changed snapshot is refused."""
@@ -30,9 +31,10 @@ def build_tasks_stage(snapshot_path: str, snapshot_digest: str | None, run_date:
     tt = tables_from_raw(raw, run_date, spec_obj, config.tasks)
     for name in TABLE_NAMES:
         write_table(tt.tables[name], table_paths[name], name)
-    checks = run_task_table_validation(tt.tables, tt.windows, run_date)
+    checks = run_task_table_validation(tt.tables, tt.windows, run_date, skipped=tt.skipped)
     checks.write(checks_path, report_path)
     summary = {"rows": tt.sizes(), "windows": tt.windows.to_dict(), "cleaning": tt.cleaning.to_dict(),
+               "skipped": dict(tt.skipped),
                "checks": checks.summary(), "message": checks.message(),
                "dataset_fingerprint": dataset_fingerprint(spec_obj, tt.tables["events"])}
     return checks.passed, summary

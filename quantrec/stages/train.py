@@ -36,13 +36,17 @@ def task_models(config: RunConfig, task: str) -> list[str]:
 
 def train_stage(task: str, table_path: str, config: RunConfig, out_dir: str, champion: ChampionInfo,
                 codebook_path: str | None = None, codebook_reused: bool = False,
-                events_path: str | None = None, checkpoint_dir: str | None = None) -> dict[str, dict[str, Any]]:
+                events_path: str | None = None, checkpoint_dir: str | None = None,
+                skipped: str | None = None) -> dict[str, dict[str, Any]]:
     """Train the daily models of ``task`` on the table at ``table_path``; save each under
     ``out_dir``. ``checkpoint_dir``: a stable folder for this run's checkpoints (a re-run
     of the same run resumes from it); None = a temporary folder. A diverging model raises
     ``TrainingDiverged`` (naming epoch and step) unless its config says to stop.
     Returns per model: task, output, metric and its best val value, epochs, rows, seconds,
     warm start (from which version, how many tensors and embedding rows were copied).
+    ``skipped``: why the task table is empty on purpose (``TaskTables.skipped``, e.g. an
+    interaction table has no GMV): nothing trains, ``models.json`` records the reason and
+    the models that would have trained, and the summary is empty.
     """
     from quantrec.codebook import load_codebook
     from quantrec.models import ModelInputs, load_model
@@ -50,7 +54,10 @@ def train_stage(task: str, table_path: str, config: RunConfig, out_dir: str, cha
 
     names = task_models(config, task)
     summary: dict[str, dict[str, Any]] = {}
-    if names:
+    record: dict[str, Any] = {"task": task, "models": summary}
+    if skipped:
+        record.update(skipped=skipped, skipped_models=names)
+    elif names:
         classes = {n: config.models.model_class(n) for n in names}
         needs = set().union(*(c.needs for c in classes.values()))
         if "codebook" in needs and not codebook_path:
@@ -72,7 +79,7 @@ def train_stage(task: str, table_path: str, config: RunConfig, out_dir: str, cha
     fs, path = fsspec.core.url_to_fs(out_dir)
     fs.makedirs(path, exist_ok=True)
     with fsspec.open(ck.join(out_dir, MODELS_JSON), "w") as f:
-        json.dump({"task": task, "models": summary}, f, indent=2, sort_keys=True)
+        json.dump(record, f, indent=2, sort_keys=True)
     return summary
 
 
@@ -113,5 +120,6 @@ def _train_one(name: str, cls: type, config: RunConfig, tr, va, inputs, out_dir:
 
 
 def read_trained(out_dir: str) -> dict[str, Any]:
-    """The ``models.json`` of a train stage output: {"task", "models": {name: summary}}."""
+    """The ``models.json`` of a train stage output: {"task", "models": {name: summary}}
+    and, when the stage skipped its table, "skipped" (why) and "skipped_models"."""
     return ck.load_json(ck.join(out_dir, MODELS_JSON))

@@ -1,0 +1,79 @@
+"""The daily pipeline on an interaction table (a dataset spec without prices), run locally
+through the CLI on a slice of the real data reduced to who, what and when: the purchase
+model trains, evaluates and is published; every GMV stage says it is skipped and why."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from slice_config import SLICE_CONFIG, SLICE_RUN_DATE
+
+SPEC = """name: retail_interactions
+format: csv
+columns: {user_id: visitor, item_id: sku, ts: time, label: units}
+cleaning:
+  min_label: 1        # a line with a negative or zero unit count is not a positive interaction
+  non_product_codes: [POST, D, DOT, M, m, C2, C3, S, B, CRUK, PADS, ADJUST, ADJUST2, AMAZONFEE, "BANK CHARGES"]
+"""
+
+
+@pytest.fixture(scope="module")
+def interaction_run(tmp_path_factory, real_slice):
+    folder = tmp_path_factory.mktemp("interactions")
+    df = pd.read_parquet(real_slice)
+    table = pd.DataFrame({"visitor": df["CustomerID"], "sku": df["StockCode"], "time": df["InvoiceDate"],
+                          "units": df["Quantity"]})
+    table.to_csv(folder / "interactions.csv", index=False)
+    (folder / "spec.yaml").write_text(SPEC)
+    root = folder / "root"
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--date", SLICE_RUN_DATE,
+                           "--data", str(folder / "interactions.csv"), "--spec", str(folder / "spec.yaml"),
+                           "--config", json.dumps(SLICE_CONFIG), "--pipeline-root", str(root)],
+                          capture_output=True, text=True, timeout=900, env=dict(os.environ))
+    return {"root": root, "code": proc.returncode, "out": proc.stdout, "err": proc.stderr,
+            "negative_units": int((df["Quantity"] < 1).sum())}
+
+
+def test_interaction_run_passes_and_says_what_it_skipped(interaction_run):
+    code, out = interaction_run["code"], interaction_run["out"]
+    assert code == 0, out + interaction_run["err"]
+    assert "verdict: PASSED" in out
+    assert re.search(r"gmv 0, purchase [1-9][\d,]*, replay [1-9][\d,]*, ltv 0", out)
+    assert "gmv and ltv tables skipped: the dataset spec maps no unit_price or value column" in out
+    assert "codebook skipped: the dataset spec maps no unit_price" in out
+    assert "gmv: skipped (rqreg, wlr)" in out
+    assert re.search(r"purchase dmqn: val logloss \d", out)
+    assert "shadow decision: not blessed" in out and "shadow comparison skipped" in out
+
+
+def test_interaction_run_publishes_the_purchase_model_without_a_codebook(interaction_run):
+    out = interaction_run["out"]
+    version = re.search(r"published: (\S+)", out).group(1)
+    manifest = json.loads((interaction_run["root"] / "registry" / "versions" / version / "manifest.json")
+                          .read_text())
+    assert set(manifest["training"]) == {"dmqn"} and set(manifest["artifacts"]) == {"evaluation.json", "models/dmqn"}
+    assert manifest["codebook_id"] is None and manifest["codebook_source"] == "skipped"
+    decision = manifest["decision"]
+    assert decision["verdict"] == "not blessed" and decision["skipped"]
+    assert any(k.startswith("purchase/DMQN/AUC") for k in manifest["metrics"])
+    assert not any(k.startswith("gmv/") for k in manifest["metrics"])
+
+
+def test_interaction_run_counts_the_rows_below_min_label(interaction_run):
+    """The cleaning metrics of build-tasks (in its executor output) count rule below_min_label:
+    the slice's lines with fewer than 1 unit (cancellations) are not positive interactions."""
+    run_dir = Path(re.search(r"run folder: (\S+)", interaction_run["out"]).group(1))
+    output = json.loads((run_dir / "build-tasks" / "executor_output.json").read_text())
+    metrics = [a["metadata"] for arts in output["artifacts"].values() for a in arts["artifacts"]
+               if "removed/below_min_label" in a.get("metadata", {})]
+    assert len(metrics) == 1
+    removed = metrics[0]["removed/below_min_label"]
+    assert 0 < removed <= interaction_run["negative_units"]
