@@ -148,15 +148,16 @@ def _recent_expects(t: ValidationThresholds, recent: pd.DataFrame) -> list[Expec
 
 def validate_transactions(raw: pd.DataFrame, windows: Windows, thresholds: ValidationThresholds,
                           rules: CleaningRules | None = None, cleaning: CleaningReport | None = None,
-                          has_order: bool = True) -> list[Check]:
+                          has_order: bool = True, has_prices: bool = True) -> list[Check]:
     """Run every raw-transaction suite; ``rules`` say which item ids are non-products.
 
     ``raw`` is the canonical frame of ``load.load_transactions`` (strictly before the
     run date): every row the run reads. ``cleaning``: ``clean_transactions(raw, rules)``'s
     report if the caller has it (else it is computed here). ``has_order``: the spec maps
-    an order id column. Without ``rules`` every item counts as a product.
+    an order id column; ``has_prices`` False: an interaction table (no price checks).
+    Without ``rules`` every item counts as a product.
     """
-    return validate_transactions_with_drift(raw, windows, thresholds, rules, cleaning, has_order)[0]
+    return validate_transactions_with_drift(raw, windows, thresholds, rules, cleaning, has_order, has_prices)[0]
 
 
 def validate_transactions_with_drift(
