@@ -10,8 +10,9 @@ early-stopped on val logloss.
 Selection: every model gets the same small budget: ``TRIALS`` (at most 3 settings, small()
 first) fitted with the first seed; the one with the lowest val logloss is run on the other
 seeds. The trials and their val logloss are in the JSON and the printed table. DMQN has a
-fourth trial, the item memory (``item_memory`` 512, added after the first selection: run it
-with ``--trial-index 3``; one process per seed, ``--seeds K``, then ``--merge``).
+fourth and a fifth trial, the item memory (``item_memory`` 512 / 2048, added after the first
+selection: run them with ``--trial-index 3`` / ``4``; one process per seed, ``--seeds K``, then
+``--merge``).
 
 Metrics on val and eval: AUC, GAUC (per request user|day, weighted by rows), logloss;
 the same by history-length bucket (``hist_len`` = the user's earlier lines).
@@ -67,8 +68,8 @@ TRIALS: dict[str, list[dict[str, Any]]] = {
     "sim": [{}, {"train": {"lr": 3e-3}}],
     "dmqn": [{}, {"train": {"lr": 5e-3}}, {"train": {"epochs": 12, "patience": 3}},
              # brief J (issue 9 follow-up), measured after the selection above: the exact-item
-             # read of the 512 most recent distinct items; run it alone with --trial-index 3
-             {"item_memory": 512}],
+             # read of the 512 / 2048 most recent distinct items; run alone with --trial-index 3 / 4
+             {"item_memory": 512}, {"item_memory": 2048}],
 }
 #: history-length buckets (the user's earlier lines): 50 = DIN's window
 BUCKETS = ((0, 0, "0"), (1, 49, "1-49"), (50, 199, "50-199"), (200, 999, "200-999"), (1000, 10**12, "1000+"))

@@ -84,6 +84,9 @@ COUNT_BUCKETS = 16    # 1 + floor(log2(events in the cluster))
 #: integers < 1024, exact in float16 (the serving cache's default state dtype) as in float32
 MEMORY_FIELDS = 6
 ITEM_SPLIT = 1024
+#: which M distinct items the memory keeps: the most recently bought, or the most often
+#: bought (lines; ties: the more recent)
+MEMORY_ORDERS = ("recency", "count")
 
 
 class DMQNInputError(ValueError):
@@ -114,7 +117,8 @@ class DMQNConfig:
     +0.02 val AUC at 6 epochs). Item memory: item_memory (M, 0 = off): the M most
     recent distinct items of the history kept with their line count and ages in the
     state, read exactly by each candidate (requests with more distinct items than M are
-    counted in ``DMQNModel.state["item_memory"]``). ``train.batch_size`` counts REQUESTS.
+    counted in ``DMQNModel.state["item_memory"]``); item_memory_order "count" keeps the M
+    most often bought instead. ``train.batch_size`` counts REQUESTS.
     """
 
     task: str = "purchase"
@@ -144,6 +148,7 @@ class DMQNConfig:
     item_bias: bool = True
     own_bilinear: bool = True
     item_memory: int = 0
+    item_memory_order: str = "recency"
     dropout: float = 0.1
     eval_requests: int = 64
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
@@ -163,6 +168,8 @@ class DMQNConfig:
             raise ConfigError("tau_end", f"need 0 < tau_end <= tau_start, got {self.tau_end} / {self.tau_start}")
         if self.gumbel_scale < 0 or self.diversity_weight < 0 or self.logit_scale <= 0:
             raise ConfigError("logit_scale", "logit_scale > 0, gumbel_scale >= 0 and diversity_weight >= 0")
+        if self.item_memory_order not in MEMORY_ORDERS:
+            raise ConfigError("item_memory_order", f"one of {MEMORY_ORDERS}, got {self.item_memory_order!r}")
         if self.item_memory > ITEM_SPLIT ** 2:
             raise ConfigError("item_memory", f"at most {ITEM_SPLIT ** 2} entries, got {self.item_memory}")
 
@@ -337,13 +344,14 @@ def recency_order(valid: torch.Tensor, last_ts: torch.Tensor) -> torch.Tensor:
 
 # ---- item memory ---------------------------------------------------------------------------
 def build_item_memory(pair_item: torch.Tensor, pair_off: torch.Tensor, count: torch.Tensor, first: torch.Tensor,
-                      last: torch.Tensor, request_ts: torch.Tensor, M: int) -> tuple[torch.Tensor, torch.Tensor]:
+                      last: torch.Tensor, request_ts: torch.Tensor, M: int,
+                      order: str = "recency") -> tuple[torch.Tensor, torch.Tensor]:
     """(request, item) pairs (grouped by request, ``pair_off`` (B + 1,)): pair_item (P,),
     count (P,) lines, first / last (P,) int64 s of the pair's first / last event,
     request_ts (B,) int64 s -> (memory (B, M, MEMORY_FIELDS) float32, distinct (B,) int64).
 
     Entry j of request b = its j-th most recently bought distinct item (ties: smaller item
-    row first): (item // 1024, item % 1024, log1p(lines), count bucket 1 + floor(log2
+    row first; ``order`` "count": its j-th most often bought, ties: the more recent first): (item // 1024, item % 1024, log1p(lines), count bucket 1 + floor(log2
     lines) (0 = empty entry), age bucket of the last and of the first event). Item row 0
     (rare items sharing a row) is not an identity and is left out. ``distinct``: the
     known distinct items of each history BEFORE the cap M (> M = entries dropped)."""
@@ -351,6 +359,8 @@ def build_item_memory(pair_item: torch.Tensor, pair_off: torch.Tensor, count: to
     req = torch.repeat_interleave(torch.arange(B), pair_off[1:] - pair_off[:-1])   # (P,)
     sel = torch.nonzero(pair_item > 0).squeeze(1)
     o = sel[torch.sort(last[sel], descending=True, stable=True).indices]            # most recent first
+    if order == "count":
+        o = o[torch.sort(count[o], descending=True, stable=True).indices]           # most lines first
     o = o[torch.sort(req[o], stable=True).indices]                                  # grouped by request
     r = req[o]
     distinct = torch.bincount(r, minlength=B)
@@ -554,7 +564,7 @@ class DMQNNet(nn.Module):
         if self.cfg.item_memory > 0:
             first = torch.full((P,), torch.iinfo(torch.long).max).scatter_reduce(0, inv, ts, "amin", include_self=True)
             memory, distinct = build_item_memory(pair_item, pair_off, count, first, last, hist["hist_request_ts"],
-                                                 self.cfg.item_memory)
+                                                 self.cfg.item_memory, self.cfg.item_memory_order)
         key = self.item_emb(pair_item)                                           # (P, E)
         side = self.price_emb(hist["hist_price"]) + self.qty_emb(hist["hist_qty"])   # (S, E)
         e = key * count[:, None].to(key.dtype) + torch.zeros(P, E).index_add(0, inv, side)

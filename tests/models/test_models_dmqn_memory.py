@@ -103,6 +103,10 @@ def test_build_item_memory_keeps_the_most_recent_distinct_items_with_counts_and_
     assert mem[0, 1, 5].item() == age_bucket(torch.tensor(99_000)).item()
     assert mem[1].abs().sum() == 0                              # empty history: empty entries
     assert mem[2, 0, 1].item() == 4 and mem[2, 1].abs().sum() == 0
+    # order "count": the 2 most often bought of {7: 3 lines, 9: 2, 3000: 1}
+    by_count, _ = build_item_memory(pair_item, pair_off, count, first, last, req_ts, M=2, order="count")
+    assert by_count[0, :, 1].tolist() == [7.0, 9.0] and by_count[0, :, 3].tolist() == [2.0, 2.0]
+    assert torch.equal(by_count[1:], mem[1:])
     rep = memory_cap_report(distinct, 2)
     assert rep["requests_over_cap"] == 1 and rep["entries_dropped"] == 1 and rep["distinct_max"] == 3
 
@@ -135,6 +139,8 @@ def test_memory_off_keeps_the_state_and_the_parameters_of_before():
     assert on.memory_rows == -(-5 * MEMORY_FIELDS // 9) and on.state_rows == on.clusters + on.memory_rows
     with pytest.raises(ValueError, match="item_memory"):
         _tiny(item_memory=-1)
+    with pytest.raises(ValueError, match="item_memory_order"):
+        _tiny(item_memory=5, item_memory_order="random")
 
 
 # ---- the trained model with the memory on ------------------------------------------------------
