@@ -351,8 +351,9 @@ def build_item_memory(pair_item: torch.Tensor, pair_off: torch.Tensor, count: to
     request_ts (B,) int64 s -> (memory (B, M, MEMORY_FIELDS) float32, distinct (B,) int64).
 
     Entry j of request b = its j-th most recently bought distinct item (ties: smaller item
-    row first; ``order`` "count": its j-th most often bought, ties: the more recent first): (item // 1024, item % 1024, log1p(lines), count bucket 1 + floor(log2
-    lines) (0 = empty entry), age bucket of the last and of the first event). Item row 0
+    row first; ``order`` "count": its j-th most often bought, ties: the more recent
+    first): (item // 1024, item % 1024, log1p(lines), count bucket 1 + floor(log2 lines)
+    (0 = empty entry), age bucket of the last and of the first event). Item row 0
     (rare items sharing a row) is not an identity and is left out. ``distinct``: the
     known distinct items of each history BEFORE the cap M (> M = entries dropped)."""
     B = pair_off.shape[0] - 1
