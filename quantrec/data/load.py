@@ -162,6 +162,30 @@ def _naive_utc(ts: pd.Series) -> pd.Series:
     return ts
 
 
+def parse_timestamps(ts: pd.Series, spec: DatasetSpec, url: str, errors: str = "raise") -> pd.Series:
+    """The spec's timestamp column as naive UTC datetime64[ns].
+
+    Dates, date strings and tz-aware values are read as they are (tz-aware ones
+    converted to UTC); numbers are epoch time in the spec's ``ts_unit`` and without one
+    are an error (pandas would read unix seconds as nanoseconds: every row in January
+    1970). ``errors="coerce"``: unreadable values become NaT instead of a DataError.
+    """
+    col = spec.columns[schema.TS]
+    numeric = pd.api.types.is_numeric_dtype(ts) and not pd.api.types.is_bool_dtype(ts)
+    if numeric and spec.ts_unit is None:
+        raise DataError(f"{url}: column {col!r} (role ts) holds numbers, e.g. {ts.dropna().head(2).tolist()}: "
+                        "set ts_unit (s, ms, us or ns) in the dataset spec to read them as epoch time")
+    try:
+        if numeric:
+            ts = pd.to_datetime(ts, unit=spec.ts_unit, errors=errors)
+        elif not pd.api.types.is_datetime64_any_dtype(ts):
+            ts = pd.to_datetime(ts, errors=errors)
+        return _naive_utc(ts).astype("datetime64[ns]")
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        raise DataError(f"{url}: column {col!r} (role ts) has dtype {ts.dtype} "
+                        "and cannot be read as timestamps") from None
+
+
 def to_canonical(raw: pd.DataFrame, spec: DatasetSpec, url: str = "<frame>") -> pd.DataFrame:
     """Rename and type a raw frame: canonical columns of ``schema`` plus day and gmv.
 
@@ -177,14 +201,7 @@ def to_canonical(raw: pd.DataFrame, spec: DatasetSpec, url: str = "<frame>") -> 
     out[schema.ORDER] = _as_id(raw[cols[schema.ORDER]]) if schema.ORDER in cols else pd.Series("", index=raw.index, dtype="string")
     out[schema.USER] = _as_id(raw[cols[schema.USER]])
     out[schema.ITEM] = _as_id(raw[cols[schema.ITEM]])
-    ts = raw[cols[schema.TS]]
-    if not pd.api.types.is_datetime64_any_dtype(ts):
-        try:
-            ts = pd.to_datetime(ts, errors="raise")
-        except (ValueError, TypeError):
-            raise DataError(f"{url}: column {cols[schema.TS]!r} (role ts) has dtype {ts.dtype} "
-                            "and cannot be read as timestamps") from None
-    out[schema.TS] = _naive_utc(ts).astype("datetime64[ns]")
+    out[schema.TS] = parse_timestamps(raw[cols[schema.TS]], spec, url)
     out[schema.QUANTITY] = (_as_numeric(raw, cols[schema.QUANTITY], schema.QUANTITY, url)
                             if schema.QUANTITY in cols else 1.0)   # an interaction without a count is one
     if schema.UNIT_PRICE in cols:
@@ -294,11 +311,7 @@ def latest_day(url: str, spec: DatasetSpec, now: pd.Timestamp | None = None) -> 
         if network is None:
             raise
         raise DataError(network) from None
-    try:
-        ts = pd.to_datetime(ts, errors="coerce")
-        ts = _naive_utc(ts).dropna()
-    except (ValueError, TypeError, AttributeError):
-        raise DataError(f"{url}: column {col!r} (role ts) cannot be read as timestamps") from None
+    ts = parse_timestamps(ts, spec, url, errors="coerce").dropna()
     if ts.empty:
         raise DataError(f"{url} has no timestamps in column {col!r}")
     check_not_in_future(ts, url, spec, now)

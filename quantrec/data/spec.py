@@ -36,6 +36,7 @@ DATA_ENV = "QUANTREC_DATA"
 SPEC_ENV = "QUANTREC_SPEC"
 REQUIRED_ROLES = (schema.USER, schema.ITEM, schema.TS)
 OPTIONAL_ROLES = (schema.QUANTITY, schema.ORDER, schema.COUNTRY, schema.UNIT_PRICE, "value", "label")
+TS_UNITS = ("s", "ms", "us", "ns")
 NO_PRICES = ("the dataset spec maps no unit_price or value column (an interaction table): "
              "there is no GMV to learn")
 UCI_HINT = (
@@ -177,6 +178,9 @@ class DatasetSpec:
     path: str
     columns: dict[str, str]
     format: str = "parquet"
+    # Unit of a numeric timestamp column (epoch time, e.g. MovieLens' unix seconds):
+    # "s" | "ms" | "us" | "ns". None: the column holds dates / date strings.
+    ts_unit: str | None = None
     cleaning: CleaningRules = field(default_factory=CleaningRules)
     validation: ValidationThresholds = field(default_factory=ValidationThresholds)
     source_file: str | None = None
@@ -205,6 +209,10 @@ class DatasetSpec:
         fmt = str(raw.get("format", "parquet"))
         if fmt not in ("parquet", "csv"):
             raise SpecError(f"dataset spec format must be parquet or csv, not {fmt!r}")
+        ts_unit = raw.get("ts_unit")
+        if ts_unit is not None and ts_unit not in TS_UNITS:
+            raise SpecError(f"dataset spec ts_unit must be one of {list(TS_UNITS)} (epoch time units), "
+                            f"not {ts_unit!r}")
         cleaning, validation = _build_section(CleaningRules, raw, "cleaning", source_file), \
             _build_section(ValidationThresholds, raw, "validation", source_file)
         if ("label" in columns) != (cleaning.min_label is not None):
@@ -215,7 +223,7 @@ class DatasetSpec:
                     if "label" in columns else
                     "sets cleaning.min_label but maps no 'label' column to compare it with"))
         return cls(name=str(raw["name"]), path=str(raw.get("path", "")), columns=columns,
-                   format=fmt, cleaning=cleaning, validation=validation, source_file=source_file)
+                   format=fmt, ts_unit=ts_unit, cleaning=cleaning, validation=validation, source_file=source_file)
 
     @property
     def has_prices(self) -> bool:

@@ -170,3 +170,18 @@ def test_the_shipped_example_interaction_spec_loads():
 
     spec = load_spec(str(resources.files("quantrec") / "specs" / "example_interactions.yaml"))
     assert not spec.has_prices and spec.cleaning.min_label == 4 and spec.columns["label"] == "rating"
+
+
+def test_epoch_timestamps_need_their_unit():
+    """MovieLens-style unix seconds: read with ts_unit, a named error without it (pandas
+    alone would put every row in January 1970)."""
+    from quantrec.data.load import DataError
+
+    raw = ratings_frame(days=3, users=2)
+    epoch = raw.assign(when=(raw["when"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1))
+    with pytest.raises(DataError, match="holds numbers.*set ts_unit"):
+        to_canonical(epoch, DatasetSpec.from_dict(SPEC))
+    canon = to_canonical(epoch, DatasetSpec.from_dict({**SPEC, "ts_unit": "s"}))
+    assert canon[S.TS].tolist() == sorted(raw["when"].tolist())
+    with pytest.raises(SpecError, match="ts_unit must be one of"):
+        DatasetSpec.from_dict({**SPEC, "ts_unit": "seconds"})
