@@ -16,26 +16,19 @@ import pytest
 
 from slice_config import SLICE_CONFIG, SLICE_RUN_DATE
 
-SPEC = """name: retail_interactions
-format: csv
-columns: {user_id: visitor, item_id: sku, ts: time, label: units}
-cleaning:
-  min_label: 1        # a line with a negative or zero unit count is not a positive interaction
-  non_product_codes: [POST, D, DOT, M, m, C2, C3, S, B, CRUK, PADS, ADJUST, ADJUST2, AMAZONFEE, "BANK CHARGES"]
-"""
+REPO = Path(__file__).resolve().parents[2]
+SPEC = REPO / "benchmarks" / "specs" / "retail_interactions.yaml"
 
 
 @pytest.fixture(scope="module")
 def interaction_run(tmp_path_factory, real_slice):
     folder = tmp_path_factory.mktemp("interactions")
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "derive_interactions.py"), "--data", real_slice,
+                    "--out", str(folder / "interactions.csv")], check=True, capture_output=True, timeout=300)
     df = pd.read_parquet(real_slice)
-    table = pd.DataFrame({"visitor": df["CustomerID"], "sku": df["StockCode"], "time": df["InvoiceDate"],
-                          "units": df["Quantity"]})
-    table.to_csv(folder / "interactions.csv", index=False)
-    (folder / "spec.yaml").write_text(SPEC)
     root = folder / "root"
     proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--date", SLICE_RUN_DATE,
-                           "--data", str(folder / "interactions.csv"), "--spec", str(folder / "spec.yaml"),
+                           "--data", str(folder / "interactions.csv"), "--spec", str(SPEC),
                            "--config", json.dumps(SLICE_CONFIG), "--pipeline-root", str(root)],
                           capture_output=True, text=True, timeout=900, env=dict(os.environ))
     return {"root": root, "code": proc.returncode, "out": proc.stdout, "err": proc.stderr,
