@@ -26,6 +26,21 @@ def decision_record(decision_path: str) -> dict[str, Any]:
     return compact_decision(ck.load_json(decision_path))
 
 
+def trained_roles(config: RunConfig, trained: dict[str, Any]) -> dict[str, Any]:
+    """``config.models.roles()`` restricted to the models in ``trained`` (name -> summary):
+    a version names only the models it holds. An interaction table's run trains no GMV
+    model, so its roles hold no "gmv" and no "baseline" (serving then says so by name)."""
+    out: dict[str, Any] = {}
+    for role, names in config.models.roles().items():
+        if isinstance(names, list):
+            kept = [n for n in names if n in trained]
+            if kept:
+                out[role] = kept
+        elif names in trained:
+            out[role] = names
+    return out
+
+
 def publish_stage(registry: str, run_date: str, config: RunConfig, champion: ChampionInfo,
                   data_digest: str, codebook_path: str, codebook_summary: dict[str, Any],
                   trained_dirs: list[str], evaluation_path: str, metrics: dict[str, Any],
@@ -60,7 +75,7 @@ def publish_stage(registry: str, run_date: str, config: RunConfig, champion: Cha
         "codebook_fitted_on": fitted_on or None,
         "config": config.to_dict(),
         "metrics": metrics,
-        "roles": config.models.roles(),
+        "roles": trained_roles(config, training),
         "training": training,
         "champion_at_start": champion.version or None,
         "decision": decision,

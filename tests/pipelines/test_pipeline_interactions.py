@@ -70,3 +70,17 @@ def test_interaction_run_counts_the_rows_below_min_label(interaction_run):
     assert len(metrics) == 1
     removed = metrics[0]["removed/below_min_label"]
     assert 0 < removed <= interaction_run["negative_units"]
+
+
+def test_interaction_version_names_only_the_models_it_holds(interaction_run):
+    """The manifest's roles list only trained models, so serving refuses the version by name
+    instead of looking for a GMV model that was never trained."""
+    from quantrec.registry import Registry
+    from quantrec.serving.service import ModelLoadError, load_serving_models
+
+    version = re.search(r"published: (\S+)", interaction_run["out"]).group(1)
+    registry = interaction_run["root"] / "registry"
+    manifest = json.loads((registry / "versions" / version / "manifest.json").read_text())
+    assert manifest["roles"] == {"purchase": ["dmqn"]}
+    with pytest.raises(ModelLoadError, match="names no GMV model"):
+        load_serving_models(Registry(str(registry)), version, {"purchase_model": "dmqn"})
