@@ -173,6 +173,29 @@ def test_state_with_memory_round_trips_and_scores_like_the_full_forward(fitted, 
         m.score(reloaded[:, :m.config.clusters], one_day[S.ITEM].to_numpy(), state_index=row)
 
 
+def test_the_serving_cache_codec_holds_the_memory_state(fitted, world, split):
+    """The cache's value codec (float16 by default) stores the memory-on state: the
+    decoded memory names the same items, and the scores stay close to offline scoring."""
+    from quantrec.serving.codec import ValueSchema
+    m = fitted
+    events, _ = world
+    day = split["val"][S.DAY].iloc[0]
+    one_day = split["val"][split["val"][S.DAY] == day].reset_index(drop=True)
+    users = one_day[S.USER].unique()
+    _, states = m.user_states(events, users, day)
+    C, M = m.config.clusters, m.config.item_memory
+    row = pd.Series(np.arange(len(users)), index=users)[one_day[S.USER]].to_numpy()
+    expect = m.score(states, one_day[S.ITEM].to_numpy(), state_index=row)
+    for dtype, tol in (("float32", 1e-6), ("float16", 2e-2)):
+        schema = ValueSchema("user", tuple(states.shape[1:]), ("n",), dtype=dtype)
+        values = schema.encode_many(states, np.zeros((len(users), 1)), "v1")
+        back = torch.from_numpy(np.stack([schema.decode(v, "v1").array for v in values]).astype(np.float32))
+        ids = unpack_memory(back[:, C:], M)[..., :2].round()
+        assert torch.equal(ids, unpack_memory(states[:, C:], M)[..., :2])        # the same items
+        p = m.score(back, one_day[S.ITEM].to_numpy(), state_index=row)
+        np.testing.assert_allclose(p, expect, rtol=0, atol=tol)
+
+
 def test_cold_start_state_has_the_same_shape_and_no_memory(fitted, world):
     m = fitted
     events, _ = world
