@@ -23,6 +23,8 @@ validation set (identical decisions, no extra communication); rank 0 writes file
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import sys
 import time
@@ -36,6 +38,8 @@ from tqdm.auto import tqdm
 
 from quantrec.training import checkpoints as ck
 from quantrec.training.batching import Batch, BatchProvider, as_provider
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -155,6 +159,30 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+#: TrainConfig fields that do not change what a checkpoint holds: a resume may differ in them
+_RESUME_NEUTRAL = frozenset({"progress", "num_threads", "resume", "eval_batch_size"})
+
+
+def config_changes(saved: Any, current: Any, path: str = "") -> list[str]:
+    """The dotted fields where a checkpoint folder's saved ``config.json`` and this run's
+    differ ("model.item_memory: 0 -> 2048"), leaving out ``_RESUME_NEUTRAL`` fields;
+    compared as JSON (tuples and lists alike). Empty: the checkpoints can be resumed."""
+    saved, current = json.loads(json.dumps(saved, default=str)), json.loads(json.dumps(current, default=str))
+    if isinstance(saved, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(saved) | set(current)):
+            if key in _RESUME_NEUTRAL:
+                continue
+            where = f"{path}.{key}" if path else key
+            if key not in saved or key not in current:
+                out.append(f"{where}: {'absent' if key not in saved else saved[key]!r} -> "
+                           f"{'absent' if key not in current else current[key]!r}")
+            else:
+                out += config_changes(saved[key], current[key], where)
+        return out
+    return [] if saved == current else [f"{path}: {saved!r} -> {current!r}"]
+
+
 def train(model: torch.nn.Module,
           step_fn: Callable[[torch.nn.Module, Batch, StepContext], Any],
           train_data: Batch | BatchProvider,
@@ -192,6 +220,14 @@ def train(model: torch.nn.Module,
     start_epoch, best_metric, best_epoch, bad_epochs = 0, math.inf, -1, 0
     finished = False
     st = ck.load_json(state_path) if config.resume and ck.exists(state_path) else None
+    config_doc = {"model": model_config or {}, "train": config.to_json()}
+    cfg_path = ck.join(out_dir, "config.json")
+    if st is not None and ck.exists(cfg_path):
+        changed = config_changes(ck.load_json(cfg_path), config_doc)
+        if changed:  # e.g. a preset's default moved: those weights do not fit this model
+            log.warning("not resuming %s: its checkpoints were trained with another config (%s); "
+                        "training from scratch", out_dir, "; ".join(changed[:5]))
+            st = None
     if st is not None:
         # states written before per-epoch files name none: their file is last.safetensors
         last_path = ck.join(out_dir, st.get("last", "last.safetensors"))
@@ -204,8 +240,7 @@ def train(model: torch.nn.Module,
         best_metric, best_epoch, bad_epochs = st["best_metric"], st["best_epoch"], st["bad_epochs"]
         finished = st.get("stopped_early", False)
     if rank == 0:
-        ck.save_json(ck.join(out_dir, "config.json"),
-                     {"model": model_config or {}, "train": config.to_json()})
+        ck.save_json(cfg_path, config_doc)
 
     net = model
     if world > 1:

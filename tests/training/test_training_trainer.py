@@ -155,3 +155,29 @@ def test_a_state_naming_a_missing_checkpoint_is_a_clear_error(tmp_path):
         p.unlink()
     with pytest.raises(FileNotFoundError, match=r"trainer_state.json names the checkpoint .*last-0003"):
         train(Lin(), step, _data(), _data(seed=1), _cfg(), str(tmp_path), val_mae)
+
+
+class Wide(Lin):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.1), nn.Linear(16, 1))
+
+
+def test_checkpoints_of_another_config_are_not_resumed(tmp_path, caplog):
+    """A checkpoint folder written under another model config (e.g. a preset default that
+    moved) would not load into this model: the run trains from scratch and says why,
+    while a resume that differs only in progress / threads still resumes."""
+    from quantrec.training.trainer import config_changes
+
+    folder = str(tmp_path / "ck")
+    train(Lin(), step, _data(), _data(seed=1), _cfg(epochs=2), folder, val_mae, {"width": 8})
+    # same config, another progress flag: resumed (nothing left to train)
+    again = train(Lin(), step, _data(), _data(seed=1), _cfg(epochs=2, progress=True), folder, val_mae,
+                  {"width": 8})
+    assert [h["epoch"] for h in again.history] == [0, 1]
+    with caplog.at_level("WARNING", logger="quantrec.training.trainer"):
+        res = train(Wide(), step, _data(), _data(seed=1), _cfg(epochs=2), folder, val_mae, {"width": 16})
+    assert res.epochs_run == 2 and "model.width: 8 -> 16" in caplog.text and "from scratch" in caplog.text
+    assert ck.load_json(str(tmp_path / "ck" / "config.json"))["model"] == {"width": 16}
+    assert config_changes({"a": [1, 2], "train": {"progress": True}}, {"a": (1, 2), "train": {"progress": False}}) == []
+    assert config_changes({"a": 1}, {"a": 1, "b": 2}) == ["b: 'absent' -> 2"]
