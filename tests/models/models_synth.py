@@ -51,3 +51,31 @@ def make_ltv_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
     return df
 
 
+
+
+def purchase_world_frames(ev: list[tuple], rows: list[tuple], start: pd.Timestamp,
+                          days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events, purchase) of a synthetic purchase world: ``ev`` tuples (user, item, ts, day,
+    quantity, unit price) get their gmv; ``rows`` tuples (user, day, item, ts, label) get a
+    time split: the last 4 of ``days`` days eval, the 6 before them val, the rest train."""
+    S = schema
+    events = pd.DataFrame(ev, columns=[S.USER, S.ITEM, S.TS, S.DAY, S.QUANTITY, S.UNIT_PRICE])
+    events[S.VALUE] = events[S.QUANTITY] * events[S.UNIT_PRICE]
+    purchase = pd.DataFrame(rows, columns=[S.USER, S.DAY, S.ITEM, S.TS, S.LABEL])
+    cut_val, cut_eval = start + pd.Timedelta(days=days - 10), start + pd.Timedelta(days=days - 4)
+    purchase[S.SPLIT] = np.where(purchase[S.DAY] < cut_val, "train",
+                                 np.where(purchase[S.DAY] < cut_eval, "val", "eval"))
+    return events, purchase
+
+
+def tiny_dmqn_config(**kw):
+    """A DMQNConfig small enough for unit tests (no item memory unless asked for)."""
+    from quantrec.models.dmqn import DMQNConfig
+    from quantrec.training.trainer import TrainConfig
+
+    train = kw.pop("train", TrainConfig(epochs=2, batch_size=8, lr=5e-3, progress=False, seed=0))
+    base = dict(item_dim=8, d_model=8, codebooks=2, codewords=4, code_dim=4, hstu_blocks=1, hstu_heads=2,
+                hstu_attn_dim=4, hstu_linear_dim=4, ctam_heads=2, mlp_hidden=16, chunk_len=7,
+                min_count=1, eval_requests=5, train=train)
+    base.update(kw)
+    return DMQNConfig(**base)

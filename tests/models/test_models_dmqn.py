@@ -3,6 +3,8 @@ warm start, no leakage from the request day, DDP-exact loss normalisation, and a
 real-data slice on which the codebooks are used and the AUC beats chance."""
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,9 @@ from quantrec.models.dmqn import (DMQNConfig, DMQNInputError, DMQNModel, DMQNNet
                                   codebook_usage, ctam_entropy, pair_events, recency_order)
 from quantrec.training import checkpoints as ck
 from quantrec.training.trainer import StepContext, TrainConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models_synth import purchase_world_frames, tiny_dmqn_config  # noqa: E402
 
 
 # ---- a small synthetic shop ----------------------------------------------------------------
@@ -37,22 +42,11 @@ def synth_world(n_users=40, n_items=60, days=40, seed=0):
             for it in rng.choice(n_items, size=2 * len(bought), replace=False):
                 if it not in bought:
                     rows.append((f"u{u}", day, f"i{it}", day + pd.Timedelta(hours=9), 0))
-    events = pd.DataFrame(ev, columns=[S.USER, S.ITEM, S.TS, S.DAY, S.QUANTITY, S.UNIT_PRICE])
-    events[S.VALUE] = events[S.QUANTITY] * events[S.UNIT_PRICE]
-    purchase = pd.DataFrame(rows, columns=[S.USER, S.DAY, S.ITEM, S.TS, S.LABEL])
-    cut_val, cut_eval = start + pd.Timedelta(days=days - 10), start + pd.Timedelta(days=days - 4)
-    purchase[S.SPLIT] = np.where(purchase[S.DAY] < cut_val, "train",
-                                 np.where(purchase[S.DAY] < cut_eval, "val", "eval"))
+    events, purchase = purchase_world_frames(ev, rows, start, days)
     return events, purchase
 
 
-def _tiny(**kw):
-    train = kw.pop("train", TrainConfig(epochs=2, batch_size=8, lr=5e-3, progress=False, seed=0))
-    base = dict(item_dim=8, d_model=8, codebooks=2, codewords=4, code_dim=4, hstu_blocks=1, hstu_heads=2,
-                hstu_attn_dim=4, hstu_linear_dim=4, ctam_heads=2, mlp_hidden=16, chunk_len=7,
-                min_count=1, eval_requests=5, train=train)
-    base.update(kw)
-    return DMQNConfig(**base)
+_tiny = tiny_dmqn_config
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,9 @@ cap counted, the cacheable state == the full forward with the memory on, and a s
 task decided by "bought this item before" that the memory learns and the clusters alone
 do not."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,22 +16,19 @@ import torch
 from quantrec.data import schema as S
 from quantrec.evaluation.metrics import auc
 from quantrec.models.base import ModelInputs
-from quantrec.models.dmqn import (MEMORY_FIELDS, DMQNConfig, DMQNInputError, DMQNModel, DMQNNet,
+from quantrec.models.dmqn import (MEMORY_FIELDS, DMQNInputError, DMQNModel, DMQNNet,
                                   age_bucket, build_item_memory, memory_cap_report, memory_lookup, pack_memory,
                                   unpack_memory)
 from quantrec.training import checkpoints as ck
 from quantrec.training.trainer import TrainConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models_synth import purchase_world_frames, tiny_dmqn_config  # noqa: E402
+
 DAY = 86_400
 
 
-def _tiny(**kw):
-    train = kw.pop("train", TrainConfig(epochs=2, batch_size=8, lr=5e-3, progress=False, seed=0))
-    base = dict(item_dim=8, d_model=8, codebooks=2, codewords=4, code_dim=4, hstu_blocks=1, hstu_heads=2,
-                hstu_attn_dim=4, hstu_linear_dim=4, ctam_heads=2, mlp_hidden=16, chunk_len=7,
-                min_count=1, eval_requests=5, train=train)
-    base.update(kw)
-    return DMQNConfig(**base)
+_tiny = tiny_dmqn_config
 
 
 def repeat_world(n_users=60, n_items=300, days=36, favourites=12, seed=0):
@@ -53,12 +53,7 @@ def repeat_world(n_users=60, n_items=300, days=36, favourites=12, seed=0):
                 ev.append((f"u{u}", f"i{it}", day + pd.Timedelta(hours=9, minutes=k), day,
                            float(rng.integers(1, 12)), 2.0))
                 seen.add(int(it))
-    events = pd.DataFrame(ev, columns=[S.USER, S.ITEM, S.TS, S.DAY, S.QUANTITY, S.UNIT_PRICE])
-    events[S.VALUE] = events[S.QUANTITY] * events[S.UNIT_PRICE]
-    purchase = pd.DataFrame(rows, columns=[S.USER, S.DAY, S.ITEM, S.TS, S.LABEL])
-    cut_val, cut_eval = start + pd.Timedelta(days=days - 10), start + pd.Timedelta(days=days - 4)
-    purchase[S.SPLIT] = np.where(purchase[S.DAY] < cut_val, "train",
-                                 np.where(purchase[S.DAY] < cut_eval, "val", "eval"))
+    events, purchase = purchase_world_frames(ev, rows, start, days)
     return events, purchase
 
 

@@ -2,6 +2,9 @@
 round trips give equal predictions, SIM's search covers the whole history, DIN reads
 only the recent events, the tabular peers' rates and registration."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +18,9 @@ from quantrec.models.purchase_peers import (DINModel, LGBMPurchaseConfig, LGBMPu
                                             PeerInputError, PopularityModel, RepeatCountModel, SeqPeerConfig,
                                             SeqPeerNet, SIMModel, pad_packed, topk_search)
 from quantrec.training.trainer import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models_synth import purchase_world_frames  # noqa: E402
 
 
 def synth_world(n_users=40, n_items=60, days=40, seed=0):
@@ -35,12 +41,7 @@ def synth_world(n_users=40, n_items=60, days=40, seed=0):
             for it in rng.choice(n_items, size=2 * len(bought), replace=False):
                 if it not in bought:
                     rows.append((f"u{u}", day, f"i{it}", day + pd.Timedelta(hours=9), 0))
-    events = pd.DataFrame(ev, columns=[S.USER, S.ITEM, S.TS, S.DAY, S.QUANTITY, S.UNIT_PRICE])
-    events[S.VALUE] = events[S.QUANTITY] * events[S.UNIT_PRICE]
-    purchase = pd.DataFrame(rows, columns=[S.USER, S.DAY, S.ITEM, S.TS, S.LABEL])
-    cut_val, cut_eval = start + pd.Timedelta(days=days - 10), start + pd.Timedelta(days=days - 4)
-    purchase[S.SPLIT] = np.where(purchase[S.DAY] < cut_val, "train",
-                                 np.where(purchase[S.DAY] < cut_eval, "val", "eval"))
+    events, purchase = purchase_world_frames(ev, rows, start, days)
     # leakage-free counts of earlier days (what the real table's features hold)
     purchase["i_lines"] = [int(((events[S.ITEM] == i) & (events[S.DAY] < d)).sum())
                            for i, d in zip(purchase[S.ITEM], purchase[S.DAY])]
