@@ -79,3 +79,24 @@ def tiny_dmqn_config(**kw):
                 min_count=1, eval_requests=5, train=train)
     base.update(kw)
     return DMQNConfig(**base)
+
+
+def state_round_trip(model, events: pd.DataFrame, frame: pd.DataFrame, folder) -> dict:
+    """The cached-state check of a DMQN model on the first day of ``frame``: the full
+    forward's probabilities of that day (``expect``), the users' states from
+    ``user_states`` and the same states after a safetensors round trip (``reloaded``),
+    each row's state index (``row``), the day's rows (``one_day``) and ``users``."""
+    from quantrec.models.base import ModelInputs
+    from quantrec.training import checkpoints as ck
+
+    S = schema
+    full = model.predict(frame, ModelInputs(events=events))
+    day = frame[S.DAY].iloc[0]
+    one_day = frame[frame[S.DAY] == day].reset_index(drop=True)
+    users = one_day[S.USER].unique()
+    got_users, states = model.user_states(events, users, day)
+    ck.save_state(str(folder / "states.safetensors"), {"states": states})   # the cache round trip
+    reloaded = ck.load_state(str(folder / "states.safetensors"))["states"]
+    row = pd.Series(np.arange(len(users)), index=users)[one_day[S.USER]].to_numpy()
+    return {"day": day, "one_day": one_day, "users": users, "got_users": got_users, "states": states,
+            "reloaded": reloaded, "row": row, "expect": full[(frame[S.DAY] == day).to_numpy()]}

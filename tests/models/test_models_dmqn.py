@@ -19,7 +19,7 @@ from quantrec.training import checkpoints as ck
 from quantrec.training.trainer import StepContext, TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models_synth import purchase_world_frames, tiny_dmqn_config  # noqa: E402
+from models_synth import purchase_world_frames, state_round_trip, tiny_dmqn_config  # noqa: E402
 
 
 # ---- a small synthetic shop ----------------------------------------------------------------
@@ -190,19 +190,12 @@ def test_fit_predict_and_history_diagnostics(fitted, world):
 def test_scoring_from_saved_and_reloaded_states_equals_full_forward(fitted, world, tmp_path):
     m, split = fitted
     events, _ = world
-    frame = split["val"]
-    full = m.predict(frame, ModelInputs(events=events))
-    day = frame[S.DAY].iloc[0]
-    one_day = frame[frame[S.DAY] == day].reset_index(drop=True)
-    users = one_day[S.USER].unique()
-    got_users, states = m.user_states(events, users, day)
-    assert list(got_users) == list(users)
+    r = state_round_trip(m, events, split["val"], tmp_path)
+    day, one_day, users, states, reloaded, row, expect = (r[k] for k in (
+        "day", "one_day", "users", "states", "reloaded", "row", "expect"))
+    assert list(r["got_users"]) == list(users)
     assert states.shape == (len(users), m.config.clusters, m.config.d_model + 1) and states.dtype == torch.float32
-    ck.save_state(str(tmp_path / "states.safetensors"), {"states": states})   # the cache round trip
-    reloaded = ck.load_state(str(tmp_path / "states.safetensors"))["states"]
-    row = pd.Series(np.arange(len(users)), index=users)[one_day[S.USER]].to_numpy()
     p = m.score(reloaded, one_day[S.ITEM].to_numpy(), state_index=row)
-    expect = full[(frame[S.DAY] == day).to_numpy()]
     np.testing.assert_allclose(p, expect, rtol=0, atol=1e-5)
     # one user's state from their own events only
     u = users[0]

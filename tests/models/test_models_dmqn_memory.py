@@ -19,11 +19,10 @@ from quantrec.models.base import ModelInputs
 from quantrec.models.dmqn import (MEMORY_FIELDS, DMQNInputError, DMQNModel, DMQNNet,
                                   age_bucket, build_item_memory, memory_cap_report, memory_lookup, pack_memory,
                                   unpack_memory)
-from quantrec.training import checkpoints as ck
 from quantrec.training.trainer import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models_synth import purchase_world_frames, tiny_dmqn_config  # noqa: E402
+from models_synth import purchase_world_frames, state_round_trip, tiny_dmqn_config  # noqa: E402
 
 DAY = 86_400
 
@@ -142,18 +141,11 @@ def test_memory_off_keeps_the_state_and_the_parameters_of_before():
 def test_state_with_memory_round_trips_and_scores_like_the_full_forward(fitted, world, split, tmp_path):
     m = fitted
     events, _ = world
-    frame = split["val"]
-    full = m.predict(frame, ModelInputs(events=events))
-    day = frame[S.DAY].iloc[0]
-    one_day = frame[frame[S.DAY] == day].reset_index(drop=True)
-    users = one_day[S.USER].unique()
-    _, states = m.user_states(events, users, day)
+    r = state_round_trip(m, events, split["val"], tmp_path)
+    one_day, users, states, reloaded, row, expect = (r[k] for k in (
+        "one_day", "users", "states", "reloaded", "row", "expect"))
     assert states.shape == (len(users), m.config.state_rows, m.config.d_model + 1)
     assert states[:, m.config.clusters:].abs().sum() > 0          # the memory rows are filled
-    ck.save_state(str(tmp_path / "states.safetensors"), {"states": states})
-    reloaded = ck.load_state(str(tmp_path / "states.safetensors"))["states"]
-    row = pd.Series(np.arange(len(users)), index=users)[one_day[S.USER]].to_numpy()
-    expect = full[(frame[S.DAY] == day).to_numpy()]
     np.testing.assert_allclose(m.score(reloaded, one_day[S.ITEM].to_numpy(), state_index=row), expect,
                                rtol=0, atol=1e-5)
     # the serving cache's float16 storage: the ids stay exact, scores move only slightly
