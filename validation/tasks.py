@@ -120,7 +120,8 @@ def validate_task_tables(tables: dict[str, pd.DataFrame], windows: Windows | Non
     are not checked); ``skipped``: tables left empty on purpose (``TaskTables.skipped``:
     an interaction table has no gmv / ltv), not judged."""
     checks: list[Check] = []
+    skipped = set(skipped)
     for name in TASK_NAMES:
-        if name in tables and name not in set(skipped):
+        if name in tables and name not in skipped:
             checks += validate_task_table(name, tables[name], windows)
     return checks

@@ -26,12 +26,9 @@ from quantrec.stages.train import read_trained
 from quantrec.training import checkpoints as ck
 
 
-def _trained_paths(trained_dirs: list[str]) -> dict[str, str]:
-    out = {}
-    for d in trained_dirs:
-        for name in read_trained(d)["models"]:
-            out[name] = ck.join(d, name)
-    return out
+def _trained_paths(trained: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Model name -> its folder, from {train-stage folder: its ``read_trained`` record}."""
+    return {name: ck.join(d, name) for d, record in trained.items() for name in record["models"]}
 
 
 class _Scorer:
@@ -65,7 +62,8 @@ def shadow_stage(replay_path: str, purchase_path: str, trained_dirs: list[str], 
 
     from quantrec.shadow.compare import SkippedShadow
 
-    skipped = [r["skipped"] for r in map(read_trained, trained_dirs) if r.get("skipped")]
+    trained = {d: read_trained(d) for d in trained_dirs}
+    skipped = [r["skipped"] for r in trained.values() if r.get("skipped")]
     if skipped:  # e.g. an interaction table: no GMV models to compare
         result = SkippedShadow(f"the GMV models were not trained ({skipped[0]})", asdict(config.shadow))
         result.write(html_path, json_path)
@@ -76,7 +74,7 @@ def shadow_stage(replay_path: str, purchase_path: str, trained_dirs: list[str], 
                          f"{config.models.baseline!r} in models.daily {list(config.models.daily)}")
     gmv_name, baseline_name = roles["gmv"][0], roles["baseline"]
     purchase_name = (roles.get("purchase") or [None])[0]
-    ours = _trained_paths(trained_dirs)
+    ours = _trained_paths(trained)
     requests = read_table(replay_path)
     purchase = read_table(purchase_path)
     calib = purchase[purchase[S.SPLIT] == "val"].reset_index(drop=True)

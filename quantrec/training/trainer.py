@@ -163,24 +163,27 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 _RESUME_NEUTRAL = frozenset({"progress", "num_threads", "resume", "eval_batch_size"})
 
 
-def config_changes(saved: Any, current: Any, path: str = "") -> list[str]:
+def config_changes(saved: Any, current: Any) -> list[str]:
     """The dotted fields where a checkpoint folder's saved ``config.json`` and this run's
     differ ("model.item_memory: 0 -> 2048"), leaving out ``_RESUME_NEUTRAL`` fields;
     compared as JSON (tuples and lists alike). Empty: the checkpoints can be resumed."""
-    saved, current = json.loads(json.dumps(saved, default=str)), json.loads(json.dumps(current, default=str))
-    if isinstance(saved, dict) and isinstance(current, dict):
+
+    def diff(a: Any, b: Any, path: str) -> list[str]:
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            return [] if a == b else [f"{path}: {a!r} -> {b!r}"]
         out = []
-        for key in sorted(set(saved) | set(current)):
+        for key in sorted(set(a) | set(b)):
             if key in _RESUME_NEUTRAL:
                 continue
             where = f"{path}.{key}" if path else key
-            if key not in saved or key not in current:
-                out.append(f"{where}: {'absent' if key not in saved else saved[key]!r} -> "
-                           f"{'absent' if key not in current else current[key]!r}")
+            if key not in a or key not in b:
+                out.append(f"{where}: {a.get(key, 'absent')!r} -> {b.get(key, 'absent')!r}")
             else:
-                out += config_changes(saved[key], current[key], where)
+                out += diff(a[key], b[key], where)
         return out
-    return [] if saved == current else [f"{path}: {saved!r} -> {current!r}"]
+
+    as_json = lambda x: json.loads(json.dumps(x, default=str))  # noqa: E731 - once, not per level
+    return diff(as_json(saved), as_json(current), "")
 
 
 def train(model: torch.nn.Module,
